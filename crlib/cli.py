@@ -1,0 +1,18 @@
+"""The `crlib` command."""
+
+from __future__ import annotations
+
+import argparse
+
+from . import __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="crlib", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"crlib {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    from .sandbox import cli as sandbox_cli
+
+    sandbox_cli.add_parser(sub)
+    args = parser.parse_args(argv)
+    return args.func(args)

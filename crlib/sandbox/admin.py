@@ -1,0 +1,76 @@
+"""The sandbox's own API on its main port: health, status, request log, state dump, reset and
+settings, plus the cloud metadata document that `az cloud register` reads. Loopback only."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .config import LATENCY_PROFILES
+from .core.errors import SandboxError
+from .core.http import Call, json_response
+
+
+def health(call: Call) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+def status(call: Call) -> web.Response:
+    return json_response(call.sandbox.status())
+
+
+def requests(call: Call) -> web.Response:
+    since = int(call.query.get("since", "0"))
+    return json_response({"requests": call.sandbox.store.requests(since)})
+
+
+def state(call: Call) -> web.Response:
+    return json_response(call.sandbox.store.dump())
+
+
+def reset(call: Call) -> web.Response:
+    call.sandbox.reset()
+    return web.Response(status=204)
+
+
+def update_settings(call: Call) -> web.Response:
+    body = call.json()
+    sandbox = call.sandbox
+    if "latency_profile" in body:
+        if body["latency_profile"] not in LATENCY_PROFILES:
+            raise SandboxError(400, "InvalidParameter",
+                               f"latency_profile must be one of {sorted(LATENCY_PROFILES)}.")
+        sandbox.settings.latency_profile = body["latency_profile"]
+    if "clock_speed" in body:
+        speed = float(body["clock_speed"])
+        if speed <= 0:
+            raise SandboxError(400, "InvalidParameter", "clock_speed must be positive.")
+        sandbox.clock.speed = sandbox.settings.clock_speed = speed
+    sandbox.settings.save(sandbox.state_dir)
+    return json_response(sandbox.status())
+
+
+def cloud_metadata(call: Call) -> web.Response:
+    """ARM's /metadata/endpoints document, describing the sandbox as a cloud of its own."""
+    base = call.sandbox.arm_endpoint
+    return json_response({
+        "name": "CrlibSandbox",
+        "galleryEndpoint": base + "/",
+        "graphEndpoint": base + "/",
+        "portalEndpoint": base + "/",
+        "authentication": {"loginEndpoint": base + "/", "audiences": [base + "/"], "tenant": "common",
+                           "identityProvider": "AAD"},
+        "resourceManager": base + "/",
+        "suffixes": {"acrLoginServer": "127.0.0.1", "keyVaultDns": "vault.sandbox.invalid",
+                     "storage": "core.sandbox.invalid"},
+    })
+
+
+URLS = [
+    ("GET", "/_sandbox/health", health),
+    ("GET", "/_sandbox/status", status),
+    ("GET", "/_sandbox/requests", requests),
+    ("GET", "/_sandbox/state", state),
+    ("POST", "/_sandbox/reset", reset, False),
+    ("POST", "/_sandbox/settings", update_settings, False),
+    ("GET", "/metadata/endpoints", cloud_metadata),
+]

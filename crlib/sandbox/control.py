@@ -1,0 +1,114 @@
+"""Start, stop and query a sandbox process from outside it (the CLI and tests use this)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from .config import default_state_dir
+from .runtime import RUNTIME_FILE
+
+
+class SandboxNotRunning(RuntimeError):
+    pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_status(state_dir: Path | None = None) -> dict:
+    """The running sandbox's status; raises SandboxNotRunning when there is none."""
+    state_dir = Path(state_dir or default_state_dir())
+    path = state_dir / RUNTIME_FILE
+    if not path.exists():
+        raise SandboxNotRunning(f"no sandbox is running for {state_dir}")
+    status = json.loads(path.read_text())
+    if not _alive(status["pid"]):
+        raise SandboxNotRunning(f"the sandbox for {state_dir} (pid {status['pid']}) is gone")
+    return status
+
+
+def admin(status: dict, method: str, path: str, body: dict | None = None, timeout: float = 10) -> object:
+    """Call the sandbox's admin API over HTTPS, verified with its CA."""
+    ctx = ssl.create_default_context(cafile=status["ca_bundle"])
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(status["arm_endpoint"] + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, context=ctx, timeout=timeout) as resp:
+        raw = resp.read()
+    return json.loads(raw) if raw else None
+
+
+def start(state_dir: Path | None = None, *, latency_profile: str | None = None, clock_speed: float | None = None,
+          timeout: float = 30) -> dict:
+    """Start a sandbox in the background, or return the one already running for this state dir."""
+    state_dir = Path(state_dir or default_state_dir())
+    try:
+        return read_status(state_dir)
+    except SandboxNotRunning:
+        pass
+    state_dir.mkdir(parents=True, exist_ok=True)
+    args = [sys.executable, "-m", "crlib.sandbox", "serve", "--state-dir", str(state_dir)]
+    if latency_profile:
+        args += ["--latency-profile", latency_profile]
+    if clock_speed:
+        args += ["--clock-speed", str(clock_speed)]
+    log = open(state_dir / "sandbox.log", "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    log.close()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = (state_dir / "sandbox.log").read_text()[-2000:]
+            raise RuntimeError(f"the sandbox exited with {proc.returncode}:\n{tail}")
+        try:
+            status = read_status(state_dir)
+            if status["pid"] == proc.pid:
+                admin(status, "GET", "/_sandbox/health")
+                return status
+        except (SandboxNotRunning, OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    proc.terminate()
+    raise RuntimeError(f"the sandbox did not start within {timeout} s")
+
+
+def stop(state_dir: Path | None = None, timeout: float = 15) -> bool:
+    """Stop the sandbox for this state dir. Returns False if none was running."""
+    try:
+        status = read_status(state_dir)
+    except SandboxNotRunning:
+        return False
+    pid = status["pid"]
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.05)
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+    return True
+
+
+def reset(state_dir: Path | None = None) -> None:
+    """Forget every resource. A running sandbox resets in place; otherwise its state file goes."""
+    state_dir = Path(state_dir or default_state_dir())
+    try:
+        admin(read_status(state_dir), "POST", "/_sandbox/reset")
+    except SandboxNotRunning:
+        for name in ("state.db", "state.db-wal", "state.db-shm"):
+            (state_dir / name).unlink(missing_ok=True)

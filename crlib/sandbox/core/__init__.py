@@ -1,0 +1,1 @@
+"""Pieces every emulated service shares: routing, errors, ARM conventions and long-running operations."""

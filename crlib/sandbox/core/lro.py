@@ -1,0 +1,151 @@
+"""ARM long-running operations: Azure-AsyncOperation and Location polling with Retry-After.
+
+An operation takes effect at once (the resource shows provisioningState Creating, Updating or
+Deleting) and completes when its server-side duration, from the latency profile, has passed.
+Completion runs the finalizer registered for its kind. Finalizers are looked up by name, so
+pending operations survive a restart. Every request settles whatever has come due first,
+which keeps the order of events deterministic without a background task.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from ..clock import iso
+from .arm import render_error
+from .errors import SandboxError
+from .http import Call, json_response
+
+if TYPE_CHECKING:
+    from ..runtime import Sandbox
+
+PENDING = "operation.pending"
+DONE = "operation"
+
+Finalizer = Callable[["Sandbox", dict], "dict | None"]
+
+
+class Operations:
+    def __init__(self, sandbox: Sandbox):
+        self._sandbox = sandbox
+        self._finalizers: dict[str, Finalizer] = {}
+        self._next_due: float | None = 0.0  # unknown until the first settle
+
+    def register(self, kind: str, finalizer: Finalizer) -> None:
+        self._finalizers[kind] = finalizer
+
+    def begin(self, kind: str, *, resource_id: str, location: str, namespace: str,
+              api_version: str, result: dict | None = None) -> dict:
+        """Start an operation; the caller has already applied its immediate effect."""
+        sandbox = self._sandbox
+        op_id = sandbox.new_request_id()
+        now = time.time()
+        op = {
+            "id": op_id,
+            "kind": kind,
+            "resourceId": resource_id,
+            "status": "InProgress",
+            "startTime": now,
+            "dueTime": now + sandbox.settings.latency(kind),
+            "result": result,
+            "statusUrl": f"{sandbox.arm_endpoint}/subscriptions/{sandbox.identity.subscription_id}/providers/"
+            f"{namespace}/locations/{location}/operationStatuses/{op_id}?api-version={api_version}",
+            "resultUrl": f"{sandbox.arm_endpoint}/subscriptions/{sandbox.identity.subscription_id}/providers/"
+            f"{namespace}/locations/{location}/operationResults/{op_id}?api-version={api_version}",
+        }
+        sandbox.store.put(f"operation:{op_id}", PENDING, op)
+        if self._next_due is not None:
+            self._next_due = min(self._next_due, op["dueTime"])
+        return op
+
+    def settle(self) -> None:
+        """Complete every pending operation whose time has come."""
+        now = time.time()
+        if self._next_due is None or now < self._next_due:
+            return
+        pending = sorted(self._sandbox.store.by_type(PENDING), key=lambda o: o["dueTime"])
+        self._next_due = None
+        for op in pending:
+            if op["dueTime"] > now:
+                self._next_due = op["dueTime"]
+                break
+            self._complete(op)
+
+    def _complete(self, op: dict) -> None:
+        finalizer = self._finalizers.get(op["kind"])
+        try:
+            result = finalizer(self._sandbox, op) if finalizer else None
+            op["status"] = "Succeeded"
+            if result is not None:
+                op["result"] = result
+        except SandboxError as err:
+            op["status"] = "Failed"
+            op["error"] = {"code": err.code, "message": err.message}
+        op["endTime"] = time.time()
+        self._sandbox.store.put(f"operation:{op['id']}", DONE, op)
+
+    def get(self, op_id: str) -> dict:
+        op = self._sandbox.store.get(f"operation:{op_id}")
+        if op is None:
+            raise SandboxError(404, "OperationNotFound", f"The operation '{op_id}' could not be found.")
+        return op
+
+    @staticmethod
+    def retry_after(op: dict) -> dict[str, str]:
+        # Fractional seconds so that a poll lands when the operation completes: integer
+        # seconds would add up to a second of slack per operation.
+        remaining = max(0.0, op["dueTime"] - time.time())
+        return {"Retry-After": f"{max(remaining, 0.01):.3f}".rstrip("0").rstrip(".")}
+
+    # -- responses -------------------------------------------------------------------------
+    def accepted_async(self, op: dict, body: dict, status: int) -> web.Response:
+        """A PUT or PATCH answered with the resource and an Azure-AsyncOperation header."""
+        headers = {"Azure-AsyncOperation": op["statusUrl"]} | self.retry_after(op)
+        return json_response(body, status, headers)
+
+    def accepted_location(self, op: dict) -> web.Response:
+        """A DELETE or POST action answered 202 with a Location to poll."""
+        headers = {"Location": op["resultUrl"]} | self.retry_after(op)
+        return web.Response(status=202, headers=headers)
+
+
+def _iso(ts: float | None) -> str | None:
+    return iso(ts) if ts else None
+
+
+def operation_status(call: Call) -> web.Response:
+    ops = call.sandbox.operations
+    op = ops.get(call.params["operationId"])
+    body = {"id": op["statusUrl"].split("?")[0], "name": op["id"], "status": op["status"],
+            "startTime": _iso(op["startTime"])}
+    if op.get("endTime"):
+        body["endTime"] = _iso(op["endTime"])
+    if op.get("error"):
+        body["error"] = op["error"]
+    headers = ops.retry_after(op) if op["status"] == "InProgress" else None
+    return json_response(body, 200, headers)
+
+
+def operation_result(call: Call) -> web.Response:
+    ops = call.sandbox.operations
+    op = ops.get(call.params["operationId"])
+    if op["status"] == "InProgress":
+        return web.Response(status=202, headers={"Location": op["resultUrl"]} | ops.retry_after(op))
+    if op["status"] == "Failed":
+        err = op["error"]
+        return render_error(SandboxError(400, err["code"], err["message"]))
+    if op.get("result") is not None:
+        return json_response(op["result"], 200)
+    return web.Response(status=204)
+
+
+URLS = [
+    ("GET", "/subscriptions/{subscriptionId}/providers/{namespace}/locations/{location}/operationStatuses/{operationId}",
+     operation_status),
+    ("GET", "/subscriptions/{subscriptionId}/providers/{namespace}/locations/{location}/operationResults/{operationId}",
+     operation_result),
+]

@@ -1,0 +1,1 @@
+"""Entra ID for service principals: OpenID discovery and the client-credentials token endpoint."""

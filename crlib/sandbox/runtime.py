@@ -1,0 +1,210 @@
+"""The running sandbox: its state, its listeners, and the services mounted on them.
+
+One aiohttp application serves every port. The local port a request arrived on says which
+host it was addressed to: the main port serves Entra ID, ARM and the admin API; each IoT hub
+(and, later, each registry endpoint) gets a port of its own, so that every host name the
+sandbox hands out is simply 127.0.0.1:<port> and needs no /etc/hosts entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from . import tls
+from .clock import Clock
+from .config import SandboxSettings
+from .core.http import Router
+from .core.lro import Operations
+from .store import Store
+
+RUNTIME_FILE = "runtime.json"
+DEFAULT_LOCATION = "westus"
+
+
+@dataclass
+class Host:
+    router: Router
+    key: str | None = None
+
+
+class Sandbox:
+    def __init__(self, state_dir: Path, *, port: int | None = None, latency_profile: str | None = None,
+                 clock_speed: float | None = None):
+        self.state_dir = Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.state_dir, 0o700)
+        self.log = logging.getLogger("crlib.sandbox")
+        self.settings = SandboxSettings.load_or_create(self.state_dir)
+        if port is not None:
+            self.settings.port = port
+        if latency_profile is not None:
+            self.settings.latency_profile = latency_profile
+        if clock_speed is not None:
+            self.settings.clock_speed = clock_speed
+        self.identity = self.settings.identity
+        self.location = DEFAULT_LOCATION
+        self.ca_bundle = tls.ensure_certificates(self.state_dir)
+        self.ssl_context = tls.server_ssl_context(self.state_dir)
+        self.store = Store(self.state_dir / "state.db")
+        self.clock = Clock(self.settings.clock_speed)
+        self.operations = Operations(self)
+        self.hosts: dict[int, Host] = {}
+        self.routers: dict[str, Router] = {}
+        self._runner: web.AppRunner | None = None
+        self._sites: dict[int, web.BaseSite] = {}
+        self._pending_sites: list[asyncio.Task] = []
+        self.port = 0
+        from .entra.models import TokenIssuer
+
+        self.tokens = TokenIssuer(self.state_dir)
+        self._mount_services()
+
+    # -- identity and endpoints ------------------------------------------------------------
+    @property
+    def arm_endpoint(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def authority(self) -> str:
+        return self.arm_endpoint
+
+    @property
+    def arm_audiences(self) -> list[str]:
+        base = self.arm_endpoint
+        return [base, base + "/", "https://management.azure.com", "https://management.azure.com/",
+                "https://management.core.windows.net/", "https://management.core.windows.net"]
+
+    @staticmethod
+    def new_request_id() -> str:
+        return str(uuid.uuid4())
+
+    def status(self) -> dict:
+        """What `crlib sandbox status --json` prints."""
+        return {
+            "arm_endpoint": self.arm_endpoint,
+            "authority": self.authority,
+            "tenant_id": self.identity.tenant_id,
+            "subscription_id": self.identity.subscription_id,
+            "client_id": self.identity.client_id,
+            "client_secret": self.identity.client_secret,
+            "ca_bundle": str(self.ca_bundle),
+            "state_dir": str(self.state_dir),
+            "pid": os.getpid(),
+            "latency_profile": self.settings.latency_profile,
+            "clock_speed": self.clock.speed,
+        }
+
+    # -- services --------------------------------------------------------------------------
+    def _mount_services(self) -> None:
+        from . import admin
+        from .containerregistry import urls as acr_urls
+        from .core import arm, lro
+        from .devices import urls as devices_urls
+        from .entra import urls as entra_urls
+        from .iothub import urls as iothub_urls
+        from .resources import urls as resources_urls
+
+        open_router = Router("entra", render_error=arm.render_error)
+        open_router.include(entra_urls.URLS)
+        open_router.include(admin.URLS)
+        arm_router = Router("arm", render_error=arm.render_error, before=arm.arm_before)
+        arm_router.include(lro.URLS)
+        arm_router.include(resources_urls.URLS)
+        arm_router.include(acr_urls.URLS)
+        arm_router.include(devices_urls.URLS)
+        self.routers = {"open": open_router, "arm": arm_router, "iothub": iothub_urls.router()}
+        self._services = (resources_urls, acr_urls, devices_urls, iothub_urls)
+        for service in self._services:
+            register = getattr(service, "register", None)
+            if register:
+                register(self)
+
+    # -- listeners -------------------------------------------------------------------------
+    def open_listener(self, router_name: str, key: str | None = None, port: int = 0) -> int:
+        """Bind a new HTTPS port for one host; return the port. Safe to call from a handler."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            if not port:
+                raise
+            self.log.warning("port %s is taken; %s gets a new one", port, key)
+            sock.bind(("127.0.0.1", 0))
+        sock.listen(128)
+        bound = sock.getsockname()[1]
+        self.hosts[bound] = Host(self.routers[router_name], key)
+        if self._runner is None:
+            raise RuntimeError("the sandbox has not started")
+        site = web.SockSite(self._runner, sock, ssl_context=self.ssl_context)
+        self._sites[bound] = site
+        self._pending_sites.append(asyncio.get_running_loop().create_task(site.start()))
+        return bound
+
+    def prune_listeners(self) -> None:
+        """Close the ports of hosts whose resource no longer exists."""
+        for port in [p for p, h in self.hosts.items() if h.key is not None and self.store.get(h.key) is None]:
+            self.close_listener(port)
+
+    def close_listener(self, port: int) -> None:
+        self.hosts.pop(port, None)
+        site = self._sites.pop(port, None)
+        if site is not None:
+            asyncio.get_running_loop().create_task(site.stop())
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        host = self.hosts.get(sockname[1]) if sockname else None
+        if host is None:
+            return web.Response(status=421, text="misdirected request")
+        router = host.router
+        if host.key is None and router is self.routers["open"]:
+            first = request.path.strip("/").split("/", 1)[0].lower()
+            if first in {"subscriptions", "tenants", "providers"}:
+                router = self.routers["arm"]
+        return await router.dispatch(request, self, host.key)
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=1024**3)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        self.port = self.open_listener("open", None, self.settings.port)
+        self.settings.port = self.port
+        self.settings.save(self.state_dir)
+        for service in self._services:
+            restore = getattr(service, "restore", None)
+            if restore:
+                restore(self)
+        await asyncio.gather(*self._pending_sites)
+        self._pending_sites.clear()
+        self._write_runtime()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        self.store.close()
+        (self.state_dir / RUNTIME_FILE).unlink(missing_ok=True)
+
+    def _write_runtime(self) -> None:
+        path = self.state_dir / RUNTIME_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.status(), indent=2))
+        os.chmod(tmp, 0o600)
+        tmp.replace(path)
+
+    def reset(self) -> None:
+        """Forget every resource and request; keep the CA, identity and main port."""
+        for port in [p for p, h in self.hosts.items() if h.key is not None]:
+            self.close_listener(port)
+        self.store.reset()

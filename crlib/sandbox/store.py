@@ -1,0 +1,139 @@
+"""The sandbox's persistent state: JSON documents and the request log, in one SQLite file.
+
+Every service keeps its resources here as documents keyed by a lowercase id (ARM ids are
+case-insensitive). A request's writes happen inside one transaction, so a refused request
+leaves nothing half-done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS docs (
+    key TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    parent TEXT,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS docs_type ON docs(type);
+CREATE INDEX IF NOT EXISTS docs_parent ON docs(parent);
+CREATE TABLE IF NOT EXISTS requests (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    service TEXT NOT NULL,
+    host TEXT NOT NULL,
+    method TEXT NOT NULL,
+    path TEXT NOT NULL,
+    api_version TEXT,
+    status INTEGER NOT NULL,
+    wrote INTEGER NOT NULL,
+    duration_ms REAL NOT NULL
+);
+"""
+
+
+class Store:
+    """A small document store. Not thread-safe: the sandbox serves from one event loop."""
+
+    def __init__(self, path: Path | str):
+        self.path = str(path)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._depth = 0
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Commit everything inside on success; roll all of it back on any exception."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._db.execute("BEGIN")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
+            self._db.execute("COMMIT")
+        finally:
+            self._depth = 0
+
+    # -- documents -----------------------------------------------------------------------
+    def get(self, key: str) -> dict | None:
+        row = self._db.execute("SELECT body FROM docs WHERE key = ?", (key.lower(),)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put(self, key: str, doc_type: str, body: dict, *, parent: str | None = None) -> None:
+        self._db.execute(
+            "INSERT INTO docs(key, type, parent, body) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET type = excluded.type, parent = excluded.parent, "
+            "body = excluded.body",
+            (key.lower(), doc_type, parent.lower() if parent else None, json.dumps(body)),
+        )
+
+    def delete(self, key: str) -> bool:
+        cur = self._db.execute("DELETE FROM docs WHERE key = ?", (key.lower(),))
+        return cur.rowcount > 0
+
+    def delete_tree(self, key: str) -> int:
+        """Delete a document and every document whose key lies under it."""
+        key = key.lower()
+        cur = self._db.execute(
+            "DELETE FROM docs WHERE key = ? OR substr(key, 1, ?) = ?", (key, len(key) + 1, key + "/")
+        )
+        return cur.rowcount
+
+    def children(self, parent: str, doc_type: str | None = None) -> list[dict]:
+        sql, args = "SELECT body FROM docs WHERE parent = ?", [parent.lower()]
+        if doc_type:
+            sql += " AND type = ?"
+            args.append(doc_type)
+        return [json.loads(r[0]) for r in self._db.execute(sql + " ORDER BY key", args)]
+
+    def by_type(self, doc_type: str, *, under: str | None = None) -> list[dict]:
+        sql, args = "SELECT body FROM docs WHERE type = ?", [doc_type]
+        if under:
+            under = under.lower() + "/"
+            sql += " AND substr(key, 1, ?) = ?"
+            args += [len(under), under]
+        return [json.loads(r[0]) for r in self._db.execute(sql + " ORDER BY key", args)]
+
+    def dump(self) -> dict[str, dict]:
+        """Every document, keyed by its key: what state comparisons use."""
+        return {k: json.loads(b) for k, b in self._db.execute("SELECT key, body FROM docs ORDER BY key")}
+
+    def reset(self) -> None:
+        self._db.execute("DELETE FROM docs")
+        self._db.execute("DELETE FROM requests")
+
+    # -- request log ---------------------------------------------------------------------
+    def log_request(
+        self, *, service: str, host: str, method: str, path: str, api_version: str | None,
+        status: int, wrote: bool, duration_ms: float,
+    ) -> None:
+        self._db.execute(
+            "INSERT INTO requests(time, service, host, method, path, api_version, status, wrote, "
+            "duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (time.time(), service, host, method, path, api_version, status, int(wrote), duration_ms),
+        )
+
+    def requests(self, since: int = 0) -> list[dict]:
+        cur = self._db.execute("SELECT * FROM requests WHERE seq > ? ORDER BY seq", (since,))
+        cols = [c[0] for c in cur.description]
+        return [dict(zip(cols, row, strict=True)) | {"wrote": bool(row[7])} for row in cur]
