@@ -33,7 +33,18 @@ DEFAULT_LOCATION = "westus"
 @dataclass
 class Host:
     router: Router
-    key: str | None = None
+    key: str | None = None  # the store key of the resource this port serves
+    role: str | None = None  # e.g. "login" or "data" for a registry's two endpoints
+
+
+def registry_router() -> Router:
+    """Registry hosts (login server and data endpoint). The OCI data plane mounts here."""
+
+    def render(err) -> web.Response:
+        body = {"errors": [{"code": err.code, "message": err.message, "detail": err.details}]}
+        return web.json_response(body, status=err.status, headers=err.headers)
+
+    return Router("registry", render_error=render)
 
 
 class Sandbox:
@@ -121,7 +132,8 @@ class Sandbox:
         arm_router.include(resources_urls.URLS)
         arm_router.include(acr_urls.URLS)
         arm_router.include(devices_urls.URLS)
-        self.routers = {"open": open_router, "arm": arm_router, "iothub": iothub_urls.router()}
+        self.routers = {"open": open_router, "arm": arm_router, "iothub": iothub_urls.router(),
+                        "registry": registry_router()}
         self._services = (resources_urls, acr_urls, devices_urls, iothub_urls)
         for service in self._services:
             register = getattr(service, "register", None)
@@ -129,7 +141,8 @@ class Sandbox:
                 register(self)
 
     # -- listeners -------------------------------------------------------------------------
-    def open_listener(self, router_name: str, key: str | None = None, port: int = 0) -> int:
+    def open_listener(self, router_name: str, key: str | None = None, port: int = 0, *,
+                      role: str | None = None) -> int:
         """Bind a new HTTPS port for one host; return the port. Safe to call from a handler."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -142,13 +155,19 @@ class Sandbox:
             sock.bind(("127.0.0.1", 0))
         sock.listen(128)
         bound = sock.getsockname()[1]
-        self.hosts[bound] = Host(self.routers[router_name], key)
+        self.hosts[bound] = Host(self.routers[router_name], key, role)
         if self._runner is None:
             raise RuntimeError("the sandbox has not started")
         site = web.SockSite(self._runner, sock, ssl_context=self.ssl_context)
         self._sites[bound] = site
         self._pending_sites.append(asyncio.get_running_loop().create_task(site.start()))
         return bound
+
+    def listener_port(self, key: str, role: str | None = None) -> int | None:
+        for port, host in self.hosts.items():
+            if host.key == key and host.role == role:
+                return port
+        return None
 
     def prune_listeners(self) -> None:
         """Close the ports of hosts whose resource no longer exists."""
@@ -171,7 +190,7 @@ class Sandbox:
             first = request.path.strip("/").split("/", 1)[0].lower()
             if first in {"subscriptions", "tenants", "providers"}:
                 router = self.routers["arm"]
-        return await router.dispatch(request, self, host.key)
+        return await router.dispatch(request, self, host)
 
     async def start(self) -> None:
         app = web.Application(client_max_size=1024**3)

@@ -21,7 +21,7 @@ from multidict import CIMultiDict
 from .errors import SandboxError
 
 if TYPE_CHECKING:
-    from ..runtime import Sandbox
+    from ..runtime import Host, Sandbox
 
 _PARAM = re.compile(r"\{(\w+)\}")
 # POSTs that only read. Everything else that is not GET/HEAD counts as a write.
@@ -36,7 +36,7 @@ class Call:
     sandbox: Sandbox
     params: dict[str, str]
     body: bytes
-    host_key: str | None = None  # which resource this listener serves (e.g. a hub id)
+    host: Host | None = None  # which resource, and which of its endpoints, this port serves
     state: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -108,7 +108,7 @@ class Router:
                     return route, m.groupdict(), True
         return None, {}, path_matched
 
-    async def dispatch(self, request: web.Request, sandbox: Sandbox, host_key: str | None) -> web.StreamResponse:
+    async def dispatch(self, request: web.Request, sandbox: Sandbox, host: Host) -> web.StreamResponse:
         started = time.perf_counter()
         route, params, path_matched = self.match(request.method, request.path)
         wrote = False
@@ -120,7 +120,7 @@ class Router:
                                        f"The requested method {request.method} is not allowed.")
                 raise SandboxError(404, "NotFound", f"No route for {request.method} {request.path}.")
             body = b"" if inspect.iscoroutinefunction(route.handler) else await request.read()
-            call = Call(request=request, sandbox=sandbox, params=params, body=body, host_key=host_key)
+            call = Call(request=request, sandbox=sandbox, params=params, body=body, host=host)
             if inspect.iscoroutinefunction(route.handler):
                 if self.before:
                     with sandbox.store.transaction():
