@@ -44,6 +44,8 @@ class Arm:
         self.base = sandbox["arm_endpoint"]
         self.sub = sandbox["subscription_id"]
         self.session = requests.Session()
+        # The machine's REQUESTS_CA_BUNDLE would otherwise replace the sandbox CA per request.
+        self.session.trust_env = False
         self.session.verify = sandbox["ca_bundle"]
         self.session.headers["Authorization"] = f"Bearer {token}"
 

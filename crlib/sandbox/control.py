@@ -22,6 +22,12 @@ class SandboxNotRunning(RuntimeError):
 
 def _alive(pid: int) -> bool:
     try:
+        # A sandbox this process started stays a zombie until reaped, and zombies answer kill(0).
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False

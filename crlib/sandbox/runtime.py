@@ -195,7 +195,8 @@ class Sandbox:
     async def start(self) -> None:
         app = web.Application(client_max_size=1024**3)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # Clients keep connections alive; do not wait long for them when stopping.
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
         await self._runner.setup()
         self.port = self.open_listener("open", None, self.settings.port)
         self.settings.port = self.port

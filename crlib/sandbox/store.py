@@ -136,4 +136,7 @@ class Store:
     def requests(self, since: int = 0) -> list[dict]:
         cur = self._db.execute("SELECT * FROM requests WHERE seq > ? ORDER BY seq", (since,))
         cols = [c[0] for c in cur.description]
-        return [dict(zip(cols, row, strict=True)) | {"wrote": bool(row[7])} for row in cur]
+        rows = [dict(zip(cols, row, strict=True)) for row in cur]
+        for row in rows:
+            row["wrote"] = bool(row["wrote"])
+        return rows

@@ -33,7 +33,9 @@ class Operations:
     def __init__(self, sandbox: Sandbox):
         self._sandbox = sandbox
         self._finalizers: dict[str, Finalizer] = {}
-        self._next_due: float | None = 0.0  # unknown until the first settle
+        # When the earliest pending operation comes due; None when nothing is pending.
+        # 0.0 at start makes the first settle load operations left pending by a restart.
+        self._next_due: float | None = 0.0
 
     def register(self, kind: str, finalizer: Finalizer) -> None:
         self._finalizers[kind] = finalizer
@@ -58,8 +60,7 @@ class Operations:
             f"{namespace}/locations/{location}/operationResults/{op_id}?api-version={api_version}",
         }
         sandbox.store.put(f"operation:{op_id}", PENDING, op)
-        if self._next_due is not None:
-            self._next_due = min(self._next_due, op["dueTime"])
+        self._next_due = op["dueTime"] if self._next_due is None else min(self._next_due, op["dueTime"])
         return op
 
     def settle(self) -> None:

@@ -1,0 +1,159 @@
+"""Every vendored x-ms-example for the operations the sandbox emulates, replayed against it.
+
+The status must be one the example lists and the body must validate against the spec's
+response schema. Resources an example refers to (its registry, tokens, scope maps, parent
+connected registry, hub) are created first through ARM, so each example stands alone.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+import spec_replay
+
+ACR = "2025-11-01"
+DEVICES = "2023-06-30"
+_ARM_ID = re.compile(
+    r"/subscriptions/[^/]+/resourceGroups/(?P<rg>[^/]+)/providers/(?P<ns>Microsoft\.\w+)/(?P<type>registries|IotHubs)/"
+    r"(?P<name>[^/\"?]+)(?:/(?P<child>tokens|scopeMaps|connectedRegistries)/(?P<child_name>[^/\"?]+))?",
+    re.I,
+)
+EXAMPLES = spec_replay.examples()
+
+
+def wait(arm, response, timeout: float = 30):
+    """Follow a long-running operation to its end, as the SDKs do."""
+    url = response.headers.get("Azure-AsyncOperation") or response.headers.get("Location")
+    deadline = time.monotonic() + timeout
+    while url and time.monotonic() < deadline:
+        poll = arm.session.get(url)
+        if poll.status_code == 202 or (poll.status_code == 200 and poll.json().get("status") == "InProgress"):
+            time.sleep(float(poll.headers.get("Retry-After", "0.05")))
+            continue
+        assert poll.status_code in (200, 204), poll.text
+        return poll
+    assert not url, f"operation at {url} did not finish"
+    return response
+
+
+class Prerequisites:
+    """Get-or-create what an example refers to, through plain ARM calls."""
+
+    def __init__(self, arm):
+        self.arm = arm
+
+    def id(self, path: str) -> str:
+        return path.replace("{sub}", self.arm.sub)
+
+    def _put(self, path: str, version: str, body: dict):
+        response = self.arm.request("PUT", path, version, json=body)
+        assert response.status_code in (200, 201), response.text
+        wait(self.arm, response)
+
+    def _exists(self, path: str, version: str) -> dict | None:
+        response = self.arm.request("GET", path, version)
+        return response.json() if response.status_code == 200 else None
+
+    def group(self, rg: str) -> str:
+        path = f"/subscriptions/{{sub}}/resourceGroups/{rg}"
+        if self._exists(path, "2024-03-01") is None:
+            self._put(path, "2024-03-01", {"location": "westus"})
+        return path
+
+    def registry(self, rg: str, name: str) -> str:
+        path = self.group(rg) + f"/providers/Microsoft.ContainerRegistry/registries/{name}"
+        found = self._exists(path, ACR)
+        if found is None:
+            self._put(path, ACR, {"location": "westus", "sku": {"name": "Premium"}})
+            found = self._exists(path, ACR)
+        # An earlier example (RegistryUpdate) may have moved it to Standard.
+        if found["sku"]["name"] != "Premium" or not found["properties"].get("dataEndpointEnabled"):
+            response = self.arm.request("PATCH", path, ACR, json={
+                "sku": {"name": "Premium"}, "properties": {"dataEndpointEnabled": True}})
+            assert response.status_code in (200, 201), response.text
+            wait(self.arm, response)
+        return path
+
+    def scope_map(self, registry: str, name: str) -> str:
+        path = f"{registry}/scopeMaps/{name}"
+        if self._exists(path, ACR) is None:
+            self._put(path, ACR, {"properties": {"actions": ["repositories/hello-world/content/read"]}})
+        return path
+
+    def token(self, registry: str, name: str) -> str:
+        path = f"{registry}/tokens/{name}"
+        if self._exists(path, ACR) is None:
+            scope_map = self.scope_map(registry, "examplesScopeMap")
+            self._put(path, ACR, {"properties": {"scopeMapId": self.id(scope_map), "status": "enabled"}})
+        return path
+
+    def connected_registry(self, registry: str, name: str) -> str:
+        path = f"{registry}/connectedRegistries/{name}"
+        if self._exists(path, ACR) is None:
+            token = self.token(registry, f"{name}SyncToken")
+            self._put(path, ACR, {"properties": {"mode": "ReadWrite", "parent": {"syncProperties": {
+                "tokenId": self.id(token), "messageTtl": "P2D"}}}})
+        return path
+
+    def hub(self, rg: str, name: str) -> str:
+        path = self.group(rg) + f"/providers/Microsoft.Devices/IotHubs/{name}"
+        if self._exists(path, DEVICES) is None:
+            self._put(path, DEVICES, {"location": "westus", "sku": {"name": "S1", "capacity": 1}})
+        return path
+
+    def ensure(self, match: re.Match) -> None:
+        rg, kind, name = match["rg"], match["type"].lower(), match["name"]
+        if kind == "iothubs":
+            self.hub(rg, name)
+            return
+        registry = self.registry(rg, name)
+        child, child_name = (match["child"] or "").lower(), match["child_name"]
+        if child == "tokens":
+            self.token(registry, child_name)
+        elif child == "scopemaps":
+            self.scope_map(registry, child_name)
+        elif child == "connectedregistries":
+            self.connected_registry(registry, child_name)
+
+
+def _prepare(example, path: str, body, prerequisites: Prerequisites) -> None:
+    """Create what the body refers to, and the target itself unless the example creates it."""
+    creates = example.method == "PUT"
+    for match in _ARM_ID.finditer(str(body)):
+        prerequisites.ensure(match)
+    target = _ARM_ID.search(path)
+    if target is None:
+        return
+    if creates:
+        # Only the parent must exist: the registry for a child, the group for a top-level resource.
+        if target["child"]:
+            prerequisites.registry(target["rg"], target["name"])
+        else:
+            prerequisites.group(target["rg"])
+    else:
+        prerequisites.ensure(target)
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[e.path.name.removesuffix(".json") for e in EXAMPLES])
+def test_example_replays(example, arm, sandbox):
+    method, path, query, body = spec_replay.build_request(example, sandbox["subscription_id"])
+    _prepare(example, path, body, Prerequisites(arm))
+    response = arm.session.request(method, arm.base + path, params=query, json=body)
+    allowed = sorted(example.responses)
+    assert str(response.status_code) in allowed, f"{response.status_code} not in {allowed}: {response.text}"
+    payload = response.json() if response.content else None
+    problems = spec_replay.validate_response(example, response.status_code, payload)
+    assert not problems, problems
+    final = wait(arm, response)
+    if final is not response and final.content and example.method == "POST":
+        # A POST action's final result (e.g. generated credentials) is the 200 body.
+        problems = spec_replay.validate_response(example, 200, final.json())
+        assert not problems, problems
+
+
+def test_every_vendored_example_is_replayed():
+    """An example the harness cannot place would silently shrink the suite."""
+    vendored = {p.name for p in spec_replay.SPECS.rglob("examples/*.json")}
+    assert vendored == {e.path.name for e in EXAMPLES}
