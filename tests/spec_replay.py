@@ -140,7 +140,8 @@ def validate_response(example: Example, status: int, body: object) -> list[str]:
             reg = registry()
         validator = jsonschema.Draft4Validator(wrapped, registry=reg)
         problems += [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(body)]
-    problems += [f"{p}: null" for p in _nulls(body)]
+    if body is not None:
+        problems += [f"{p}: null" for p in _nulls(body)]
     return problems
 
 

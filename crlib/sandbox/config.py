@@ -34,6 +34,7 @@ LATENCY_PROFILES: dict[str, dict[str, float]] = {
         "connectedregistry.deactivate": 0.1,
         "iothub.create": 3.5,
         "iothub.update": 1.5,
+        "iothub.delete": 1.5,
     },
 }
 

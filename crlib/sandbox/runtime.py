@@ -24,6 +24,7 @@ from .clock import Clock
 from .config import SandboxSettings
 from .core.http import Router
 from .core.lro import Operations
+from .registry.storage import BlobStore
 from .store import Store
 
 RUNTIME_FILE = "runtime.json"
@@ -35,16 +36,6 @@ class Host:
     router: Router
     key: str | None = None  # the store key of the resource this port serves
     role: str | None = None  # e.g. "login" or "data" for a registry's two endpoints
-
-
-def registry_router() -> Router:
-    """Registry hosts (login server and data endpoint). The OCI data plane mounts here."""
-
-    def render(err) -> web.Response:
-        body = {"errors": [{"code": err.code, "message": err.message, "detail": err.details}]}
-        return web.json_response(body, status=err.status, headers=err.headers)
-
-    return Router("registry", render_error=render)
 
 
 class Sandbox:
@@ -66,6 +57,7 @@ class Sandbox:
         self.ca_bundle = tls.ensure_certificates(self.state_dir)
         self.ssl_context = tls.server_ssl_context(self.state_dir)
         self.store = Store(self.state_dir / "state.db")
+        self.blobs = BlobStore(self.state_dir)
         self.clock = Clock(self.settings.clock_speed)
         self.operations = Operations(self)
         self.hosts: dict[int, Host] = {}
@@ -122,6 +114,7 @@ class Sandbox:
         from .devices import urls as devices_urls
         from .entra import urls as entra_urls
         from .iothub import urls as iothub_urls
+        from .registry import urls as registry_urls
         from .resources import urls as resources_urls
 
         open_router = Router("entra", render_error=arm.render_error)
@@ -133,8 +126,8 @@ class Sandbox:
         arm_router.include(acr_urls.URLS)
         arm_router.include(devices_urls.URLS)
         self.routers = {"open": open_router, "arm": arm_router, "iothub": iothub_urls.router(),
-                        "registry": registry_router()}
-        self._services = (resources_urls, acr_urls, devices_urls, iothub_urls)
+                        "registry": registry_urls.router()}
+        self._services = (resources_urls, acr_urls, devices_urls, iothub_urls, registry_urls)
         for service in self._services:
             register = getattr(service, "register", None)
             if register:

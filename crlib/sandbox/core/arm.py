@@ -16,7 +16,14 @@ _API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
 
 
 def render_error(err: SandboxError) -> web.Response:
-    """Azure's error envelope: {"error": {"code", "message"}}."""
+    """Azure's error envelope: {"error": {"code", "message"}}.
+
+    A resource provider whose errors have a shape of their own (IoT Hub's flat ErrorDetails)
+    raises a SandboxError subclass with a body() method; that body is sent instead.
+    """
+    own_body = getattr(err, "body", None)
+    if callable(own_body):
+        return json_response(own_body(), err.status, err.headers)
     error = {"code": err.code, "message": err.message}
     if err.details:
         error["details"] = err.details

@@ -23,7 +23,8 @@ from .errors import SandboxError
 if TYPE_CHECKING:
     from ..runtime import Host, Sandbox
 
-_PARAM = re.compile(r"\{(\w+)\}")
+# {name} matches one path segment; {name:path} matches several (OCI repository names have slashes).
+_PARAM = re.compile(r"\{(\w+)(:path)?\}")
 # POSTs that only read. Everything else that is not GET/HEAD counts as a write.
 WRITE_METHODS = {"PUT", "PATCH", "POST", "DELETE"}
 
@@ -90,7 +91,7 @@ class Router:
         self.before = before
 
     def add(self, method: str, template: str, handler: Handler, *, write: bool | None = None) -> None:
-        pattern = _PARAM.sub(lambda m: f"(?P<{m.group(1)}>[^/]+)", template.rstrip("/"))
+        pattern = _PARAM.sub(lambda m: f"(?P<{m.group(1)}>{'.+?' if m.group(2) else '[^/]+'})", template.rstrip("/"))
         self.routes.append(Route(method.upper(), template, re.compile(f"^{pattern}/?$", re.I), handler, write))
 
     def include(self, urls: list[tuple]) -> None:
@@ -127,8 +128,10 @@ class Router:
                         self.before(call, route)
                 response = await route.handler(call)
             else:
+                # Settle in a transaction of its own: a refused request must not undo completions.
                 with sandbox.store.transaction():
                     sandbox.operations.settle()
+                with sandbox.store.transaction():
                     if self.before:
                         self.before(call, route)
                     response = route.handler(call)

@@ -9,6 +9,7 @@ which keeps the order of events deterministic without a background task.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -33,6 +34,7 @@ class Operations:
     def __init__(self, sandbox: Sandbox):
         self._sandbox = sandbox
         self._finalizers: dict[str, Finalizer] = {}
+        self._secret_results: dict[str, dict | None] = {}
         # When the earliest pending operation comes due; None when nothing is pending.
         # 0.0 at start makes the first settle load operations left pending by a restart.
         self._next_due: float | None = 0.0
@@ -41,7 +43,10 @@ class Operations:
         self._finalizers[kind] = finalizer
 
     def begin(self, kind: str, *, resource_id: str, location: str, namespace: str,
-              api_version: str, result: dict | None = None) -> dict:
+              api_version: str, result: dict | None = None, secret_result: bool = False) -> dict:
+        """`secret_result` keeps a result that holds secrets (generated passwords) in memory only,
+        so it never reaches state.db or a state dump; it is gone after a restart, as it would be
+        once Azure's operation record expires."""
         """Start an operation; the caller has already applied its immediate effect."""
         sandbox = self._sandbox
         op_id = sandbox.new_request_id()
@@ -53,12 +58,14 @@ class Operations:
             "status": "InProgress",
             "startTime": now,
             "dueTime": now + sandbox.settings.latency(kind),
-            "result": result,
+            "result": None if secret_result else result,
             "statusUrl": f"{sandbox.arm_endpoint}/subscriptions/{sandbox.identity.subscription_id}/providers/"
             f"{namespace}/locations/{location}/operationStatuses/{op_id}?api-version={api_version}",
             "resultUrl": f"{sandbox.arm_endpoint}/subscriptions/{sandbox.identity.subscription_id}/providers/"
             f"{namespace}/locations/{location}/operationResults/{op_id}?api-version={api_version}",
         }
+        if secret_result:
+            self._secret_results[op_id] = result
         sandbox.store.put(f"operation:{op_id}", PENDING, op)
         self._next_due = op["dueTime"] if self._next_due is None else min(self._next_due, op["dueTime"])
         return op
@@ -89,6 +96,9 @@ class Operations:
         op["endTime"] = time.time()
         self._sandbox.store.put(f"operation:{op['id']}", DONE, op)
 
+    def secret_result(self, op_id: str) -> dict | None:
+        return self._secret_results.get(op_id)
+
     def get(self, op_id: str) -> dict:
         op = self._sandbox.store.get(f"operation:{op_id}")
         if op is None:
@@ -97,10 +107,18 @@ class Operations:
 
     @staticmethod
     def retry_after(op: dict) -> dict[str, str]:
-        # Fractional seconds so that a poll lands when the operation completes: integer
-        # seconds would add up to a second of slack per operation.
+        """When to poll next, to the millisecond.
+
+        azure-core prefers Retry-After but reads 0 as "use your 30 s default", and generated SDK
+        code parses a first response's Retry-After as an integer. So Retry-After carries the whole
+        seconds (only when there is at least one) and Retry-After-Ms the exact remainder: a poll
+        lands when the operation completes, never later.
+        """
         remaining = max(0.0, op["dueTime"] - time.time())
-        return {"Retry-After": f"{max(remaining, 0.01):.3f}".rstrip("0").rstrip(".")}
+        headers = {"Retry-After-Ms": str(max(10, math.ceil(remaining * 1000)))}
+        if remaining >= 1:
+            headers["Retry-After"] = str(math.floor(remaining))
+        return headers
 
     # -- responses -------------------------------------------------------------------------
     def accepted_async(self, op: dict, body: dict, status: int) -> web.Response:
@@ -139,8 +157,9 @@ def operation_result(call: Call) -> web.Response:
     if op["status"] == "Failed":
         err = op["error"]
         return render_error(SandboxError(400, err["code"], err["message"]))
-    if op.get("result") is not None:
-        return json_response(op["result"], 200)
+    result = op.get("result") or ops.secret_result(op["id"])
+    if result is not None:
+        return json_response(result, 200)
     return web.Response(status=204)
 
 

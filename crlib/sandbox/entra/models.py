@@ -36,6 +36,10 @@ class TokenIssuer:
         token = jwt.encode(claims, self._key, algorithm="ES256", headers={"kid": self.kid})
         return token, lifetime
 
+    def sign(self, claims: dict) -> str:
+        """Sign other token kinds the sandbox issues (registry access and refresh tokens)."""
+        return jwt.encode(claims, self._key, algorithm="ES256", headers={"kid": self.kid})
+
     def verify(self, token: str, *, audiences: list[str]) -> dict:
         return jwt.decode(token, self._key.public_key(), algorithms=["ES256"], audience=audiences,
                           options={"require": ["exp", "aud"]})
@@ -46,6 +50,13 @@ class TokenIssuer:
 
 
 def audience_of(scope: str) -> str:
-    """'https://management.azure.com/.default' -> 'https://management.azure.com/'."""
+    """'https://management.azure.com/.default' -> 'https://management.azure.com/'.
+
+    The Azure CLI asks for '<resource>/.default' where the resource already ends in '/'
+    ('https://management.core.windows.net//.default'); Entra gives such tokens the resource
+    itself as audience, with a single trailing slash.
+    """
     first = scope.split()[0] if scope else ""
+    if first.endswith("//.default"):
+        return first[: -len("/.default")]
     return first[: -len(".default")] if first.endswith("/.default") else first

@@ -1,8 +1,35 @@
-URLS = []
+"""Routes of a hub's service API. Each hub's port serves this router; the port says which hub."""
+
+from ..core.http import Router
+from . import responses
+from .auth import admit
+from .errors import render_error
+
+URLS = [
+    ("GET", "/devices", responses.list_devices),
+    ("POST", "/devices/query", responses.query_twins, False),
+    ("GET", "/devices/{id}", responses.get_device),
+    ("PUT", "/devices/{id}", responses.put_device),
+    ("DELETE", "/devices/{id}", responses.delete_device),
+    ("POST", "/devices/{id}/applyConfigurationContent", responses.apply_configuration_content),
+    ("GET", "/devices/{id}/modules", responses.list_modules),
+    ("GET", "/devices/{id}/modules/{mid}", responses.get_module),
+    ("PUT", "/devices/{id}/modules/{mid}", responses.put_module),
+    ("DELETE", "/devices/{id}/modules/{mid}", responses.delete_module),
+    ("GET", "/twins/{id}", responses.get_twin),
+    ("PATCH", "/twins/{id}", responses.patch_twin),
+    ("PUT", "/twins/{id}", responses.put_twin),
+    ("GET", "/twins/{id}/modules/{mid}", responses.get_twin),
+    ("PATCH", "/twins/{id}/modules/{mid}", responses.patch_twin),
+    ("PUT", "/twins/{id}/modules/{mid}", responses.put_twin),
+    ("GET", "/configurations", responses.list_configurations),
+    ("GET", "/configurations/{id}", responses.get_configuration),
+    ("PUT", "/configurations/{id}", responses.put_configuration),
+    ("DELETE", "/configurations/{id}", responses.delete_configuration),
+]
 
 
-def router():
-    from ..core.arm import render_error
-    from ..core.http import Router
-
-    return Router("iothub", render_error=render_error)
+def router() -> Router:
+    hub_router = Router("iothub", render_error=render_error, before=admit)
+    hub_router.include(URLS)
+    return hub_router
