@@ -11,10 +11,10 @@ set_runtime_status; until then those fields show a registry that has never conne
 from __future__ import annotations
 
 import datetime as dt
-import re
 from typing import TYPE_CHECKING
 
 from ..clock import iso
+from ..core.arm import eq_clauses
 from ..core.errors import SandboxError
 from .common import CONNECTED_REGISTRY_TYPE, NAMESPACE, find_child, parent_key, public, save
 from .validation import (
@@ -46,7 +46,6 @@ DEFAULT_LOGGING = {"logLevel": "Information", "auditLogStatus": "Disabled"}
 DEFAULT_GARBAGE_COLLECTION = {"enabled": True, "schedule": "0 0 * * *"}
 # Fields the on-premises registry reports; a PUT on an existing connected registry keeps them.
 _RUNTIME_FIELDS = ("version", "connectionState", "lastActivityTime", "activation", "statusDetails", "loginServer")
-_FILTER_CLAUSE = re.compile(r"^\s*(parent[./]id|mode|connectionState)\s+eq\s+'([^']*)'\s*$", re.I)
 
 
 def render_connected_registry(sandbox: Sandbox, doc: dict) -> dict:
@@ -242,18 +241,11 @@ def filter_connected_registries(docs: list[dict], odata: str | None) -> list[dic
     """The spec's $filter: parent.id, mode and connectionState with eq, joined by and."""
     if not odata:
         return docs
-    for clause in re.split(r"\s+and\s+", odata, flags=re.I):
-        m = _FILTER_CLAUSE.match(clause)
-        if not m:
-            raise SandboxError(400, "InvalidFilterInQueryString",
-                               f"Invalid $filter '{odata}'. Supported: parent.id, mode and connectionState with eq.")
-        field, value = m.group(1).lower().replace("/", "."), m.group(2).lower()
+    for field, value in eq_clauses(odata, ("parent.id", "mode", "connectionState")):
         if field == "parent.id":
             docs = [d for d in docs if (d["properties"]["parent"].get("id") or "").lower() == value]
-        elif field == "mode":
-            docs = [d for d in docs if d["properties"]["mode"].lower() == value]
         else:
-            docs = [d for d in docs if d["properties"]["connectionState"].lower() == value]
+            docs = [d for d in docs if d["properties"][field].lower() == value]
     return docs
 
 

@@ -116,6 +116,28 @@ def require_resource_group(call: Call, sub: str, rg: str) -> dict:
     return group
 
 
+_EQ_CLAUSE = re.compile(r"^\s*([\w./]+)\s+eq\s+'([^']*)'\s*$", re.I)
+
+
+def eq_clauses(odata: str, fields: Iterable[str]) -> list[tuple[str, str]]:
+    """Parse the OData subset ARM clients send: `field eq 'value'` clauses joined by `and`.
+
+    Returns (field, value) pairs with the field spelled as in `fields` and the value lowercased
+    (ARM compares case-insensitively); anything else is Azure's InvalidFilterInQueryString.
+    """
+    known = {f.lower(): f for f in fields}
+    pairs = []
+    for clause in re.split(r"\s+and\s+", odata, flags=re.I):
+        m = _EQ_CLAUSE.match(clause)
+        field = known.get(m.group(1).lower().replace("/", ".")) if m else None
+        if field is None:
+            raise SandboxError(400, "InvalidFilterInQueryString",
+                               f"Invalid $filter '{odata}' specified in the query string. Supported: "
+                               f"{', '.join(known.values())} with eq, joined by and.")
+        pairs.append((field, m.group(2).lower()))
+    return pairs
+
+
 def new_operation_id() -> str:
     return str(uuid.uuid4())
 

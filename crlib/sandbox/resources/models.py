@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ..core.arm import resource_group_id
+from ..core.arm import eq_clauses, resource_group_id
 from ..core.errors import SandboxError
 
 RESOURCE_GROUP_TYPE = "microsoft.resources/resourcegroups"
@@ -80,20 +80,12 @@ def tracked_resources(sandbox, *, under: str | None = None) -> list[dict]:
     return items
 
 
-_CLAUSE = re.compile(r"^\s*(resourceType|name|resourceGroup|location)\s+eq\s+'([^']*)'\s*$", re.I)
-
-
 def filter_resources(items: list[dict], odata: str | None) -> list[dict]:
-    """The $filter subset the Azure CLI sends: `field eq 'value'` clauses joined with `and`."""
+    """The $filter the Azure CLI sends: resourceType, name, resourceGroup or location eq '...'."""
     if not odata:
         return items
-    for clause in re.split(r"\s+and\s+", odata, flags=re.I):
-        m = _CLAUSE.match(clause)
-        if not m:
-            raise SandboxError(400, "InvalidFilterInQueryString",
-                               f"Invalid $filter '{odata}' specified in the query string.")
-        field, value = m.group(1).lower(), m.group(2).lower()
-        if field == "resourcetype":
+    for field, value in eq_clauses(odata, ("resourceType", "name", "resourceGroup", "location")):
+        if field == "resourceType":
             items = [r for r in items if r["type"].lower() == value]
         elif field == "name":
             items = [r for r in items if r["name"].lower() == value]
