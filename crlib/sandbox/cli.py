@@ -31,6 +31,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             p.add_argument("--port", type=int, default=None, help="main port (default: kept from the last run)")
         if name == "status":
             p.add_argument("--json", action="store_true", help="print one JSON object for scripts")
+    device = commands.add_parser("device", help="simulated IoT Edge devices")
+    device_commands = device.add_subparsers(dest="device_command", required=True)
+    provision = device_commands.add_parser("provision", help="configure a device with its connection string "
+                                                             "(the sandbox's iotedge config mp + apply)")
+    provision.add_argument("--connection-string-file", required=True, type=argparse.FileType("r"),
+                           help="file holding the device connection string ('-' for stdin); never pass it "
+                                "on the command line")
+    provision.add_argument("--parent-hostname", default=None, help="the parent device endpoint, for nested devices")
+    listing = device_commands.add_parser("list", help="show every simulated device")
+    for p in (provision, listing):
+        p.add_argument("--state-dir", type=Path, default=None)
     parser.set_defaults(func=run)
 
 
@@ -62,6 +73,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if command == "stop":
         print("stopped" if control.stop(args.state_dir) else "not running")
+        return 0
+    if command == "device":
+        status = control.read_status(args.state_dir)
+        if args.device_command == "provision":
+            shown = control.provision_device(status, args.connection_string_file.read().strip(),
+                                             parent_hostname=args.parent_hostname)
+            print(json.dumps(shown))
+        else:
+            print(json.dumps(control.edge_devices(status), indent=2))
         return 0
     if command == "reset":
         control.reset(args.state_dir)

@@ -118,3 +118,16 @@ def reset(state_dir: Path | None = None) -> None:
     except SandboxNotRunning:
         for name in ("state.db", "state.db-wal", "state.db-shm"):
             (state_dir / name).unlink(missing_ok=True)
+
+
+def provision_device(status: dict, connection_string: str, *, parent_hostname: str | None = None) -> dict:
+    """Provision a simulated IoT Edge device: the sandbox's `iotedge config mp` plus `apply`."""
+    body = {"connection_string": connection_string}
+    if parent_hostname:
+        body["parent_hostname"] = parent_hostname
+    return admin(status, "POST", "/_sandbox/edge/devices", body)
+
+
+def edge_devices(status: dict) -> list[dict]:
+    """Every simulated device: connection, last deployment status, modules and device endpoint."""
+    return admin(status, "GET", "/_sandbox/edge/devices")["devices"]

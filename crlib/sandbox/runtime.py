@@ -24,6 +24,7 @@ from .clock import Clock
 from .config import SandboxSettings
 from .core.http import Router
 from .core.lro import Operations
+from .registry import source as image_source
 from .registry.storage import BlobStore
 from .store import Store
 
@@ -104,6 +105,7 @@ class Sandbox:
             "pid": os.getpid(),
             "latency_profile": self.settings.latency_profile,
             "clock_speed": self.clock.speed,
+            "image_source": image_source.host(self),
         }
 
     # -- services --------------------------------------------------------------------------
@@ -112,6 +114,7 @@ class Sandbox:
         from .containerregistry import urls as acr_urls
         from .core import arm, lro
         from .devices import urls as devices_urls
+        from .edge import urls as edge_urls
         from .entra import urls as entra_urls
         from .iothub import urls as iothub_urls
         from .registry import urls as registry_urls
@@ -120,6 +123,7 @@ class Sandbox:
         open_router = Router("entra", render_error=arm.render_error)
         open_router.include(entra_urls.URLS)
         open_router.include(admin.URLS)
+        open_router.include(edge_urls.URLS)
         arm_router = Router("arm", render_error=arm.render_error, before=arm.arm_before)
         arm_router.include(lro.URLS)
         arm_router.include(resources_urls.URLS)
@@ -127,7 +131,8 @@ class Sandbox:
         arm_router.include(devices_urls.URLS)
         self.routers = {"open": open_router, "arm": arm_router, "iothub": iothub_urls.router(),
                         "registry": registry_urls.router()}
-        self._services = (resources_urls, acr_urls, devices_urls, iothub_urls, registry_urls)
+        # Order matters at start-up: hubs and registries reopen their ports before devices run.
+        self._services = (resources_urls, acr_urls, devices_urls, iothub_urls, registry_urls, edge_urls)
         for service in self._services:
             register = getattr(service, "register", None)
             if register:
@@ -203,6 +208,10 @@ class Sandbox:
         self._write_runtime()
 
     async def stop(self) -> None:
+        for service in self._services:
+            shutdown = getattr(service, "shutdown", None)
+            if shutdown:
+                await shutdown(self)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

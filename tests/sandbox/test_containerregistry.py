@@ -210,36 +210,6 @@ def test_name_availability_admin_credentials_and_usages(acr, arm, group, request
 
 
 # -- importImage -----------------------------------------------------------------------------------
-def test_import_image_is_accepted_and_recorded(acr, group, sandbox):
-    reg = create_registry(acr, group)
-    source = create_registry(acr, group, "Basic")
-    imports = [
-        m.ImportSource(registry_uri="mcr.microsoft.com", source_image="hello-world:latest"),
-        m.ImportSource(registry_uri="registry.hub.docker.com", source_image="library/alpine:3.20"),
-        m.ImportSource(resource_id=source.id, source_image="base@sha256:" + "a" * 64),
-    ]
-    targets = [["samples/hello:v1"], ["samples/alpine"], ["base:copy"]]
-    for src, target in zip(imports, targets, strict=True):
-        acr.registries.begin_import_image(group, reg.name, m.ImportImageParameters(
-            source=src, target_tags=target)).result()
-    acr.registries.begin_import_image(group, reg.name, m.ImportImageParameters(
-        source=imports[0], untagged_target_repositories=["untagged/hello"])).result()
-    prefix = reg.id.lower() + "/imports/"
-    records = {k: v for k, v in control.admin(sandbox, "GET", "/_sandbox/state").items() if k.startswith(prefix)}
-    by_tag = {(r["repository"], r["tag"]): r["source"] for r in records.values()}
-    assert by_tag[("samples/hello", "v1")] == {"registryUri": "mcr.microsoft.com", "sourceImage": "hello-world:latest"}
-    assert ("samples/alpine", "3.20") in by_tag  # a target without a tag takes the source's
-    assert by_tag[("base", "copy")]["resourceId"] == source.id
-    assert ("untagged/hello", None) in by_tag
-
-    again = m.ImportImageParameters(source=imports[0], target_tags=["samples/hello:v1"])
-    with pytest.raises(HttpResponseError) as exc:
-        acr.registries.begin_import_image(group, reg.name, again).result()
-    assert exc.value.error.code == "TagAlreadyExists"
-    again.mode = "Force"
-    acr.registries.begin_import_image(group, reg.name, again).result()
-
-
 @pytest.mark.parametrize(("body", "field"), [
     ({}, "'source'"),
     ({"source": {"registryUri": "mcr.microsoft.com"}}, "source.sourceImage"),

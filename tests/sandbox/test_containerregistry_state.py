@@ -51,7 +51,7 @@ def test_verify_token_password(offline):
 
     [new] = tokens.generate_credentials(offline, registry, {"tokenId": token["id"], "name": "password1",
                                                             "expiry": "2020-01-01T00:00:00Z"})["passwords"]
-    assert verify(offline, REGISTRY_ID, "tok01", first["password1"]) == (False, "wrong")
+    assert verify(offline, REGISTRY_ID, "tok01", first["password1"]) == (False, "rotated")
     assert verify(offline, REGISTRY_ID, "tok01", new["value"]) == (False, "expired")
     assert verify(offline, REGISTRY_ID, "tok01", first["password2"]) == (True, None)
     token = offline.store.get(token["id"])

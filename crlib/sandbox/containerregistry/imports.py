@@ -1,9 +1,9 @@
-"""importImage: the request checks ACR makes, and the one interface that copies an image.
+"""importImage: the request checks ACR makes, and the copy it makes when the operation completes.
 
-The request is validated when it arrives; the copy happens when the import operation
-completes, through `importer`. The default RecordingImporter only records what was imported
-(one "acr.import" document per target tag or untagged repository), so the registry's content
-can later be swapped in by assigning another ImageImporter to `imports.importer`.
+The request is validated when it arrives; the image is copied when the import operation
+completes, through `importer` (one ImageImporter). The default, RegistryImporter, copies with
+ACR's semantics from the image source (mcr.microsoft.com, Docker Hub) or another sandbox registry.
+A refusal then fails the operation, with nothing copied.
 """
 
 from __future__ import annotations
@@ -11,15 +11,16 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Protocol
 
-from ..clock import iso
 from ..core.errors import SandboxError
-from .common import NAMESPACE
+from ..registry import source as image_source
+from ..registry.cloud import CloudRegistryAuthority
+from ..registry.models import Namespace
+from .common import NAMESPACE, REGISTRY_TYPE
 from .validation import enum, image_reference, invalid, obj, repository, required, string, string_list
 
 if TYPE_CHECKING:
     from ..runtime import Sandbox
 
-IMPORT_TYPE = "acr.import"
 IMPORT_JOB_TYPE = "acr.importjob"
 MODES = ("NoForce", "Force")
 # A registry host as ACR accepts it: DNS labels (or an IPv4 address), with an optional port.
@@ -35,29 +36,81 @@ class ImageImporter(Protocol):
         Raise SandboxError to fail the import operation."""
 
 
-class RecordingImporter:
-    """Records each imported tag or untagged repository and its source; copies no content."""
+class RegistryImporter:
+    """Copies the source image's manifest and blobs into the target registry, as ACR does: every
+    target tag (NoForce refuses to move a tag to another digest; Force moves it), and every
+    untagged target repository gets the manifest without a tag."""
 
     def import_image(self, sandbox: Sandbox, registry_doc: dict, request: dict) -> None:
-        source = {k: v for k, v in request["source"].items() if k != "credentials"}
-        targets = [(f"{registry_doc['id']}/imports/{t}", t.partition(":")[0], t.partition(":")[2])
-                   for t in request["targetTags"]]
-        targets += [(f"{registry_doc['id']}/imports/{r}@{source['sourceImage']}", r, None)
-                    for r in request["untaggedTargetRepositories"]]
+        source, repo, reference = _source(sandbox, request["source"])
+        manifest = source.manifest(repo, reference) if repo else None
+        if manifest is None:
+            raise SandboxError(404, "InvalidParameters", f"The source image {_describe(request['source'])} was "
+                                                         "not found in the source registry.")
+        digest = manifest["digest"]
+        target = Namespace(sandbox, registry_doc["id"])
+        tags = [tuple(t.split(":", 1)) for t in request["targetTags"]]
         if request["mode"] == "NoForce":
-            taken = [f"{repo}:{tag}" for key, repo, tag in targets if tag and sandbox.store.get(key) is not None]
+            taken = [f"{r}:{t}" for r, t in tags if target.resolve(r, t) not in (None, digest)]
             if taken:
                 raise SandboxError(409, "TagAlreadyExists",
                                    f"The target tags {', '.join(taken)} already exist in registry "
-                                   f"'{registry_doc['name']}'. Import with mode Force to overwrite them.")
-        now = iso(sandbox.clock.now())
-        for key, repo, tag in targets:
-            record = {"registryId": registry_doc["id"], "repository": repo, "tag": tag, "source": source,
-                      "importedAt": now}
-            sandbox.store.put(key, IMPORT_TYPE, record, parent=registry_doc["id"])
+                                   f"'{registry_doc['name']}' with other content. Import with mode Force to "
+                                   "overwrite them.")
+        for target_repo, tag in tags:
+            if target.resolve(target_repo, tag) != digest:  # a tag already on this digest stays as it is
+                target.copy_from(source, repo, digest, target_repo, tag)
+        for target_repo in request["untaggedTargetRepositories"]:
+            target.copy_from(source, repo, digest, target_repo, None)
 
 
-importer: ImageImporter = RecordingImporter()
+importer: ImageImporter = RegistryImporter()
+
+
+def _describe(source: dict) -> str:
+    registry = source.get("registryUri") or source["resourceId"].rsplit("/", 1)[-1]
+    return f"{registry}/{source['sourceImage']}"
+
+
+def _source(sandbox: Sandbox, source: dict) -> tuple[Namespace, str | None, str]:
+    """The namespace to copy from, the repository there (None when it cannot hold the image) and
+    the tag or digest to copy."""
+    repo, tag, digest = image_reference(source["sourceImage"], "source.sourceImage", fold_case=True)
+    reference = digest or tag or "latest"
+    if "resourceId" in source:
+        registry = sandbox.store.get(source["resourceId"])
+        if registry is None:
+            raise SandboxError(404, "InvalidParameters", f"The source registry {source['resourceId']} no longer exists.")
+        return Namespace(sandbox, registry["id"]), repo, reference
+    uri = source["registryUri"]
+    if image_source.is_public_registry(uri):
+        return image_source.ensure_seeded(sandbox), image_source.source_repository(uri, repo), reference
+    registry = next((r for r in sandbox.store.by_type(REGISTRY_TYPE)
+                     if r["properties"]["loginServer"].lower() == uri.lower()), None)
+    if registry is None:
+        hosts = ", ".join(sorted(image_source.REGISTRY_HOSTS))
+        raise SandboxError(400, "InvalidParameters",
+                           f"The source registry '{uri}' cannot be reached from the sandbox, which stands in for "
+                           f"{hosts} and its own registries' login servers.")
+    _check_credentials(sandbox, registry, source, repo)
+    return Namespace(sandbox, registry["id"]), repo, reference
+
+
+def _check_credentials(sandbox: Sandbox, registry: dict, source: dict, repo: str) -> None:
+    """A registry named by its login server is reached like any registry: with a token's password."""
+    credentials = source.get("credentials") or {}
+    if "username" not in credentials:
+        raise SandboxError(401, "Unauthorized", f"The source registry {source['registryUri']} requires credentials; "
+                                                "give a token's username and password, or its resourceId.")
+    authority = CloudRegistryAuthority(sandbox, registry)
+    try:
+        principal = authority.check_password(credentials["username"], credentials["password"])
+    except SandboxError as err:
+        raise SandboxError(401, "Unauthorized", f"The source registry {source['registryUri']} refused the "
+                                                f"credentials: {err.message}") from err
+    if "pull" not in authority.permitted(principal, repo):
+        raise SandboxError(401, "Unauthorized", f"The token '{principal.name}' may not pull repository '{repo}' "
+                                                f"of {source['registryUri']}.")
 
 
 def parse_request(sandbox: Sandbox, body: object) -> dict:

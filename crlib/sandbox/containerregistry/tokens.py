@@ -3,7 +3,8 @@ data plane uses.
 
 Only SHA-256 hashes of token passwords are kept, with their creation time and expiry, in the
 private part of the token's document. A password's value is shown once, in the result of the
-generateCredentials operation that made it; regenerating a password replaces the old one.
+generateCredentials operation that made it; regenerating a password replaces the old one, whose
+hash is kept a while so that the data plane can tell a rotated password from a wrong one.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 PASSWORD_NAMES = ("password1", "password2")
 CERTIFICATE_NAMES = ("certificate1", "certificate2")
 STATUSES = ("enabled", "disabled")
+# How many replaced password hashes a token remembers, to explain refusals of rotated passwords.
+RETIRED_KEPT = 8
 NAME_RULE = "Token names may contain only alphanumeric characters and '-' and must be 5 to 50 characters long."
 
 
@@ -136,9 +139,14 @@ def generate_credentials(sandbox: Sandbox, registry: dict, body: object) -> dict
         # A past expiry is accepted, as Microsoft's example does: the password is born expired.
         entry["expiry"] = iso(timestamp(body["expiry"], "expiry"))
     passwords = []
+    private = token[PRIVATE]
     for name in names:
         value = new_secret()
-        token[PRIVATE]["passwords"][name] = entry | {"hash": _hash(value)}
+        if name in private["passwords"]:
+            retired = private.setdefault("retiredPasswordHashes", [])
+            retired.append(private["passwords"][name]["hash"])
+            del retired[:-RETIRED_KEPT]
+        private["passwords"][name] = entry | {"hash": _hash(value)}
         passwords.append({"name": name} | entry | {"value": value})
     save(sandbox, TOKEN_TYPE, token)
     return {"username": token["name"], "passwords": passwords}
@@ -147,7 +155,8 @@ def generate_credentials(sandbox: Sandbox, registry: dict, body: object) -> dict
 def verify_token_password(sandbox: Sandbox, registry_id: str, token_name: str,
                           password: str) -> tuple[bool, str | None]:
     """Check a token's password for the data plane: (True, None), or (False, reason) with reason
-    "disabled", "expired" or "wrong" (an unknown token reads as a wrong password)."""
+    "disabled", "expired", "rotated" (a password since regenerated) or "wrong" (an unknown token
+    reads as a wrong password)."""
     token = sandbox.store.get(f"{registry_id}/tokens/{token_name}")
     if token is None:
         return False, "wrong"
@@ -159,4 +168,6 @@ def verify_token_password(sandbox: Sandbox, registry_id: str, token_name: str,
             if "expiry" in entry and timestamp(entry["expiry"], "expiry") <= sandbox.clock.now():
                 return False, "expired"
             return True, None
+    if any(hmac.compare_digest(old, digest) for old in token[PRIVATE].get("retiredPasswordHashes", [])):
+        return False, "rotated"
     return False, "wrong"

@@ -34,10 +34,12 @@ SCOPE_MAP_ACTIONS = {
     "metadata/write": "metadata_write",
 }
 ALL_ACTIONS = set(SCOPE_MAP_ACTIONS.values()) | {"*"}
+# Why a token's password was refused (containerregistry.tokens.verify_token_password), as users read it.
 REFUSALS = {
-    "disabled": "The token is disabled.",
-    "expired": "The token's password has expired.",
-    "wrong": "The username or password is incorrect, or the password has been regenerated.",
+    "disabled": "The token is disabled; enable it (status 'enabled') to use its passwords.",
+    "expired": "The token's password has expired; generate a new one with generateCredentials.",
+    "rotated": "The password has been regenerated; use the token's current password.",
+    "wrong": "The username or password is incorrect.",
 }
 
 
@@ -48,7 +50,9 @@ class Principal:
 
 
 class Authority(Protocol):
-    """Who may do what in one OCI namespace (a cloud registry, or a connected registry)."""
+    """Who may do what in one OCI namespace (a cloud registry, a connected registry, the image
+    source). Optional attributes: `anonymous`, the Principal a caller without credentials gets
+    (absent: anonymous pull is disabled), and `write_refusal`, why writes are refused."""
 
     namespace: str
     service: str
@@ -169,11 +173,16 @@ def _basic(call: Call) -> tuple[str, str] | None:
 
 
 def token_get(call: Call, authority: Authority) -> object:
-    """GET /oauth2/token with Basic credentials: what docker, skopeo and python-dxf send."""
+    """GET /oauth2/token with Basic credentials (what docker, skopeo and python-dxf send), or
+    without any where the registry allows anonymous pull."""
     credentials = _basic(call)
-    if credentials is None:
-        raise unauthorized(call, authority, "authentication required: anonymous pull is disabled on this registry")
-    principal = authority.check_password(*credentials)
+    if credentials is not None:
+        principal = authority.check_password(*credentials)
+    else:
+        # Registries that allow anonymous pull name the principal an anonymous caller gets.
+        principal = getattr(authority, "anonymous", None)
+        if principal is None:
+            raise unauthorized(call, authority, "authentication required: anonymous pull is disabled on this registry")
     token = issue_access_token(call.sandbox, authority, principal, call.query.getall("scope", []))
     return json_response({"access_token": token, "token": token, "expires_in": ACCESS_TOKEN_LIFETIME})
 

@@ -7,7 +7,9 @@ depends on the port it came in on (see `resolve`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -16,6 +18,7 @@ from ..core.errors import SandboxError
 from ..core.http import Call, json_response
 from . import auth
 from .models import Namespace, check_repository
+from .storage import CHUNK
 
 if TYPE_CHECKING:
     from .auth import Authority
@@ -40,7 +43,8 @@ def _repo(call: Call) -> str:
 def _refuse_writes(authority: Authority) -> None:
     message = getattr(authority, "write_refusal", None)
     if message:
-        raise SandboxError(405, "UNSUPPORTED", message)
+        # docker shows this as "denied: <message>", as it does for a ReadOnly connected registry.
+        raise SandboxError(403, "DENIED", message)
 
 
 # -- base, catalog and tags ---------------------------------------------------------------------
@@ -136,8 +140,55 @@ def get_blob(call: Call) -> web.StreamResponse:
                              "ETag": f'"{digest}"'}
     if call.method == "HEAD":
         return web.Response(status=200, headers=headers | {"Content-Length": str(link["size"])})
-    # sendfile straight from disk: memory stays flat for blobs of any size; Range is honoured.
-    return web.FileResponse(call.sandbox.blobs.path(digest), headers=headers)
+    return BlobResponse(call.sandbox.blobs.path(digest), link["size"], call.headers.get("Range"), headers)
+
+
+_BYTE_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+class BlobResponse(web.StreamResponse):
+    """A blob streamed from disk CHUNK by CHUNK, so memory stays flat whatever its size; one byte
+    Range is honoured. Not FileResponse: over TLS, the asyncio sendfile fallback it relies on
+    moves about a tenth of the bytes per second (17 s against 1.5 s for 1 GiB on loopback)."""
+
+    def __init__(self, path: Path, size: int, range_header: str | None, headers: dict[str, str]):
+        wanted = _byte_range(range_header, size)
+        start, end = wanted or (0, size)
+        headers = headers | {"Accept-Ranges": "bytes"}
+        if wanted:
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+        super().__init__(status=206 if wanted else 200, headers=headers)
+        self.content_length = end - start
+        self._blob_path, self._blob_offset = path, start
+
+    async def prepare(self, request: web.BaseRequest):
+        if self.prepared:
+            return await super().prepare(request)
+        writer = await super().prepare(request)
+        with open(self._blob_path, "rb") as fh:
+            fh.seek(self._blob_offset)
+            remaining = self.content_length
+            while remaining and (chunk := fh.read(min(CHUNK, remaining))):
+                await self.write(chunk)  # waits while the client is slower than the disk
+                remaining -= len(chunk)
+        return writer
+
+
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """[start, end) of `bytes=a-b`, `bytes=a-` or `bytes=-n`; None (the whole blob) without a
+    single range to honour."""
+    match = _BYTE_RANGE.match((header or "").strip())
+    if not match or not any(match.groups()):
+        return None
+    first, last = match.groups()
+    if first:
+        start, end = int(first), min(int(last) + 1, size) if last else size
+    else:
+        start, end = max(size - int(last), 0), size
+    if start >= end:
+        raise SandboxError(416, "SIZE_INVALID", f"requested range not satisfiable: {header}",
+                           headers={"Content-Range": f"bytes */{size}"})
+    return start, end
 
 
 def delete_blob(call: Call) -> web.Response:

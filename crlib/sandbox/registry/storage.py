@@ -115,3 +115,24 @@ class BlobStore:
     def cancel_upload(self, upload_id: str) -> None:
         self._hashers.pop(upload_id, None)
         (self.uploads / upload_id).unlink(missing_ok=True)
+
+    def write_chunks(self, chunks, digest: str) -> int:
+        """Store a blob from an iterable of byte chunks (a client download), checking its digest.
+
+        Safe from worker threads: each call writes its own temporary file.
+        """
+        check_digest(digest)
+        hasher = hashlib.sha256()
+        tmp = self.uploads / f"{uuid.uuid4()}.download"
+        with open(tmp, "wb") as fh:
+            for chunk in chunks:
+                hasher.update(chunk)
+                fh.write(chunk)
+        if "sha256:" + hasher.hexdigest() != digest:
+            tmp.unlink()
+            raise SandboxError(400, "DIGEST_INVALID", f"downloaded content does not match {digest}")
+        target = self.path(digest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        size = tmp.stat().st_size
+        os.replace(tmp, target)
+        return size

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from ..core.errors import SandboxError
 from ..core.http import Router
-from . import responses
+from . import responses, source
 from .cloud import authority_for
 
 _NAME = "/v2/{name:path}"
@@ -51,3 +51,9 @@ def _cloud(call):
 def register(sandbox) -> None:
     responses.RESOLVERS["login"] = _cloud
     responses.RESOLVERS["data"] = _cloud
+    responses.RESOLVERS[source.ROLE] = source.resolve
+
+
+def restore(sandbox) -> None:
+    source.open_listener(sandbox)
+    source.ensure_seeded(sandbox)
