@@ -171,3 +171,21 @@ def test_syncs_follow_the_cron_schedule(cloud, pull_token):
     # a device step (0.1 s real, 6 s simulated at 60x).
     for synced in times[1:]:
         assert synced.minute % 5 == 0 and synced.second < 12, synced
+
+
+def test_device_endpoint_access_matrix(cloud, pull_token):
+    """A client token with content/read on one repository at the device endpoint."""
+    reader, password = client_token(cloud, ["repositories/hello-world/content/read"])
+    _, name, _ = deploy_connected_registry(cloud, pull_token, "ReadWrite", client_tokens=[reader.id])
+    host = wait_online(cloud, name).login_server.host
+    wait_fresh_sync(cloud, name)
+    allowed = dxf_client(host, "hello-world", cloud.ca, reader.name, password)
+    assert allowed.get_digest("latest")
+    with pytest.raises(dxf_errors.DXFUnauthorizedError):
+        dxf_client(host, "acr/connected-registry", cloud.ca, reader.name, password).get_digest("0.8.0")
+    with pytest.raises(dxf_errors.DXFUnauthorizedError):
+        push_small_image(allowed, "not-allowed", "no content/write")
+    new_password = cloud.password(reader, "password1")
+    with pytest.raises(dxf_errors.DXFUnauthorizedError):
+        dxf_client(host, "hello-world", cloud.ca, reader.name, password).get_digest("latest")
+    assert dxf_client(host, "hello-world", cloud.ca, reader.name, new_password).get_digest("latest")
