@@ -16,7 +16,8 @@ from crlib.sandbox import control
 def sandbox(tmp_path_factory) -> dict:
     """A running sandbox's status (endpoints, sandbox-only credentials, CA bundle)."""
     state_dir = tmp_path_factory.mktemp("sandbox")
-    status = control.start(state_dir)
+    # Device schedules run 60x faster: a per-minute sync fires every real second.
+    status = control.start(state_dir, clock_speed=60)
     yield status
     control.stop(state_dir)
 

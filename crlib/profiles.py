@@ -1,0 +1,160 @@
+"""Target profiles and the one client factory every step uses.
+
+A profile says where Azure is (the ARM endpoint, the credential, the CA to trust) and how the
+physical device gets provisioned. Steps only ever see `Clients` and `DeviceProvisioner`: they
+never know whether they talk to Azure or to the sandbox. Host names of registries, data
+endpoints, hubs and gateways always come from service responses, never from these settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .errors import ParameterError, PreconditionFailed
+from .params import Site
+
+# Cloud endpoints (not resource host names): where ARM and Entra ID live for each cloud.
+CLOUDS = {
+    "AzureCloud": ("https://management.azure.com", "login.microsoftonline.com"),
+    "AzureChinaCloud": ("https://management.chinacloudapi.cn", "login.chinacloudapi.cn"),
+    "AzureUSGovernment": ("https://management.usgovcloudapi.net", "login.microsoftonline.us"),
+}
+
+
+class DeviceProvisioner(Protocol):
+    """How the edge device learns its connection string (`iotedge config mp` + `apply`)."""
+
+    def provision(self, connection_string: str, *, parent_hostname: str | None = None) -> str: ...
+
+
+class ManualProvisioner:
+    """Real hardware: an engineer runs the generated host provisioning script."""
+
+    def provision(self, connection_string: str, *, parent_hostname: str | None = None) -> str:
+        return "run the host provisioning script on the device"
+
+
+class SandboxProvisioner:
+    """The sandbox's simulated device, provisioned through its admin API."""
+
+    def __init__(self, status: dict):
+        self._status = status
+
+    def provision(self, connection_string: str, *, parent_hostname: str | None = None) -> str:
+        from .sandbox import control
+
+        control.provision_device(self._status, connection_string, parent_hostname=parent_hostname)
+        return "provisioned the sandbox's simulated device"
+
+
+@dataclass
+class TargetProfile:
+    kind: str
+    arm_endpoint: str
+    credential: object
+    subscription_id: str
+    tenant_id: str | None
+    connection_verify: str | bool  # a CA bundle path, or True for the system store
+    provisioner: DeviceProvisioner
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def credential_scopes(self) -> list[str]:
+        return [f"{self.arm_endpoint}/.default"]
+
+
+def sandbox_profile(site: Site) -> TargetProfile:
+    from azure.identity import ClientSecretCredential
+
+    from .sandbox import control
+
+    try:
+        status = control.read_status(site.target.sandbox_state_dir)
+    except control.SandboxNotRunning as exc:
+        raise PreconditionFailed("target.sandbox", f"{exc}; start it with `crlib sandbox start`") from exc
+    credential = ClientSecretCredential(status["tenant_id"], status["client_id"], status["client_secret"],
+                                        authority=status["authority"], disable_instance_discovery=True,
+                                        connection_verify=status["ca_bundle"])
+    return TargetProfile("sandbox", status["arm_endpoint"], credential,
+                         site.subscription_id or status["subscription_id"], status["tenant_id"],
+                         status["ca_bundle"], SandboxProvisioner(status), {"sandbox": status})
+
+
+def azure_profile(site: Site) -> TargetProfile:
+    from azure.identity import DefaultAzureCredential
+
+    if not site.subscription_id:
+        raise ParameterError("subscription_id", "is required when target.kind is azure")
+    arm, authority = CLOUDS[site.target.cloud]
+    credential = DefaultAzureCredential(authority=authority)
+    return TargetProfile("azure", arm, credential, site.subscription_id, None, True, ManualProvisioner())
+
+
+def profile_for(site: Site) -> TargetProfile:
+    return sandbox_profile(site) if site.target.kind == "sandbox" else azure_profile(site)
+
+
+class Clients:
+    """Every Azure client a step needs, built one way for every target."""
+
+    def __init__(self, profile: TargetProfile):
+        self.profile = profile
+        self._acr = None
+        self._hubs = None
+
+    def _common(self) -> dict:
+        return {"base_url": self.profile.arm_endpoint, "credential_scopes": self.profile.credential_scopes,
+                "connection_verify": self.profile.connection_verify}
+
+    @property
+    def acr(self):
+        if self._acr is None:
+            from azure.mgmt.containerregistry import ContainerRegistryManagementClient
+
+            self._acr = ContainerRegistryManagementClient(self.profile.credential, self.profile.subscription_id,
+                                                          **self._common())
+        return self._acr
+
+    @property
+    def hubs(self):
+        if self._hubs is None:
+            from azure.mgmt.iothub import IotHubClient
+
+            self._hubs = IotHubClient(self.profile.credential, self.profile.subscription_id, **self._common())
+        return self._hubs
+
+    def _verify(self, manager):
+        # azure-iot-hub is msrest-based: the CA goes in its documented connection settings.
+        manager.protocol.config.connection.verify = self.profile.connection_verify
+        return manager
+
+    def registry_manager(self, connection_string: str):
+        from azure.iot.hub import IoTHubRegistryManager
+
+        return self._verify(IoTHubRegistryManager.from_connection_string(connection_string))
+
+    def configuration_manager(self, connection_string: str):
+        from azure.iot.hub import IoTHubConfigurationManager
+
+        return self._verify(IoTHubConfigurationManager.from_connection_string(connection_string))
+
+    def oci(self, host: str, repository: str, *, username: str | None = None, password: str | None = None):
+        """A python-dxf client for one repository, signing in with a token's name and password."""
+        from dxf import DXF
+
+        def authenticate(dxf, response):
+            dxf.authenticate(username, password, response=response)
+
+        return DXF(host, repository, auth=authenticate, tlsverify=self.profile.connection_verify, timeout=60)
+
+    def arm_session(self):
+        """Plain ARM calls for what no SDK here covers (resource groups): a requests session with a token."""
+        import requests
+
+        session = requests.Session()
+        session.trust_env = False
+        session.verify = self.profile.connection_verify
+        token = self.profile.credential.get_token(*self.profile.credential_scopes).token
+        session.headers["Authorization"] = f"Bearer {token}"
+        return session

@@ -1,0 +1,148 @@
+"""Where crlib keeps the secrets it creates, and the one masking helper every output path uses.
+
+Parameters hold references (`local:<name>` or `keyvault:<name>`), never values. Two stores:
+a local directory (one file per secret, mode 0600, outside any archive) and Azure Key Vault.
+Every value read or written is registered with the masker, so logs and displays can redact it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import threading
+from pathlib import Path
+from typing import Protocol
+
+_NAME = re.compile(r"^[A-Za-z0-9-]{1,127}$")
+MASK = "********"
+
+
+class Masker:
+    """Knows every secret value seen in this process and replaces it wherever text is shown."""
+
+    def __init__(self):
+        self._values: set[str] = set()
+        self._lock = threading.Lock()
+
+    def register(self, value: str | None) -> None:
+        if value and len(value) >= 6:
+            with self._lock:
+                self._values.add(value)
+
+    def values(self) -> set[str]:
+        with self._lock:
+            return set(self._values)
+
+    def redact(self, text: str) -> str:
+        for value in sorted(self.values(), key=len, reverse=True):
+            text = text.replace(value, MASK)
+        return text
+
+
+MASKER = Masker()
+
+
+def mask(value: str | None, name: str | None = None) -> str:
+    """How a secret is shown anywhere: never any of its characters."""
+    MASKER.register(value)
+    if value is None:
+        return "(none)"
+    return f"{MASK} ({name})" if name else MASK
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that masks every registered secret in a record's final message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = MASKER.redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+def install_log_redaction(logger: logging.Logger | None = None) -> None:
+    target = logger or logging.getLogger()
+    if not any(isinstance(f, RedactingFilter) for f in target.filters):
+        target.addFilter(RedactingFilter())
+    for handler in target.handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
+
+
+class SecretStore(Protocol):
+    def get(self, name: str) -> str | None: ...
+
+    def set(self, name: str, value: str) -> None: ...
+
+    def delete(self, name: str) -> None: ...
+
+
+def _check_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise ValueError(f"secret name {name!r} must be 1-127 letters, digits or '-'")
+    return name
+
+
+class LocalSecretStore:
+    """One file per secret, mode 0600, in a directory of mode 0700."""
+
+    def __init__(self, directory: Path | str):
+        self.directory = Path(directory).expanduser()
+
+    def _path(self, name: str) -> Path:
+        return self.directory / _check_name(name)
+
+    def get(self, name: str) -> str | None:
+        path = self._path(name)
+        if not path.exists():
+            return None
+        value = path.read_text()
+        MASKER.register(value)
+        return value
+
+    def set(self, name: str, value: str) -> None:
+        MASKER.register(value)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.directory, 0o700)
+        path = self._path(name)
+        tmp = path.with_name(f".{name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(value)
+        os.replace(tmp, path)
+
+    def delete(self, name: str) -> None:
+        self._path(name).unlink(missing_ok=True)
+
+
+class KeyVaultSecretStore:
+    """Azure Key Vault, through azure-keyvault-secrets."""
+
+    def __init__(self, vault_url: str, credential, **client_options):
+        from azure.keyvault.secrets import SecretClient
+
+        self._client = SecretClient(vault_url, credential, **client_options)
+
+    def get(self, name: str) -> str | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            value = self._client.get_secret(_check_name(name)).value
+        except ResourceNotFoundError:
+            return None
+        MASKER.register(value)
+        return value
+
+    def set(self, name: str, value: str) -> None:
+        MASKER.register(value)
+        self._client.set_secret(_check_name(name), value)
+
+    def delete(self, name: str) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        # delete_ succeeds when the secret is already gone.
+        with contextlib.suppress(ResourceNotFoundError):
+            self._client.begin_delete_secret(_check_name(name)).wait()
