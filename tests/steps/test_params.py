@@ -1,0 +1,161 @@
+"""Bad input is refused before any write, with an error that names the field."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from conftest import site_data
+
+from crlib import params
+from crlib.errors import ParameterError
+
+
+def _set(data: dict, dotted: str, value) -> dict:
+    data = copy.deepcopy(data)
+    target = data
+    *parents, last = dotted.split(".")
+    for part in parents:
+        target = target.setdefault(part, {}) if not isinstance(target, list) else target[int(part)]
+    if value is _DELETE:
+        del target[last]
+    elif isinstance(target, list):
+        target[int(last)] = value
+    else:
+        target[last] = value
+    return data
+
+
+_DELETE = object()
+
+# (dotted key to change, bad value, the field the error must name)
+INVALID = [
+    ("site", "Has Spaces", "site"),
+    ("site", "", "site"),
+    ("resource_group", "bad/group", "resource_group"),
+    ("location", "West US", "location"),
+    ("subscription_id", "not-a-guid", "subscription_id"),
+    ("target.kind", "aws", "target.kind"),
+    ("target.cloud", "AzureGermanCloud", "target.cloud"),
+    ("hub.name", "h", "hub.name"),
+    ("hub.name", "hub_with_underscore", "hub.name"),
+    ("hub.sku", "S9", "hub.sku"),
+    ("hub.capacity", 0, "hub.capacity"),
+    ("hub.reuse", "maybe", "hub.reuse"),
+    ("device.id", "bad id with spaces", "device.id"),
+    ("device.host_os", "windows", "device.host_os"),
+    ("registry.name", "abcd", "registry.name"),
+    ("registry.name", "has-dash-in-it", "registry.name"),
+    ("registry.sku", "Standard", "registry.sku"),
+    ("registry.sku", "Basic", "registry.sku"),
+    ("images.connected_registry", "acr/connected-registry", "images.connected_registry"),
+    ("images.edge_agent", "Azureiotedge-Agent:1.5", "images.edge_agent"),
+    ("images.source_registry", "https://mcr.microsoft.com", "images.source_registry"),
+    ("connected_registry.name", "abcd", "connected_registry.name"),
+    ("connected_registry.name", "1startswithdigit", "connected_registry.name"),
+    ("connected_registry.name", "a" * 41, "connected_registry.name"),
+    ("connected_registry.name", "has-dash", "connected_registry.name"),
+    ("connected_registry.mode", "ReadAndWrite", "connected_registry.mode"),
+    ("connected_registry.mode", "readwrite", "connected_registry.mode"),
+    ("connected_registry.repositories", [], "connected_registry.repositories"),
+    ("connected_registry.repositories", ["Hello-World"], "connected_registry.repositories"),
+    ("connected_registry.repositories", ["hello-world", "hello-world"], "connected_registry.repositories"),
+    ("connected_registry.sync_schedule", "every minute", "connected_registry.sync_schedule"),
+    ("connected_registry.sync_schedule", "* * * *", "connected_registry.sync_schedule"),
+    ("connected_registry.sync_schedule", "61 * * * *", "connected_registry.sync_schedule"),
+    ("connected_registry.sync_window", "PT30M", "connected_registry.sync_window"),
+    ("connected_registry.sync_window", "P8D", "connected_registry.sync_window"),
+    ("connected_registry.sync_window", "three hours", "connected_registry.sync_window"),
+    ("connected_registry.message_ttl", "PT12H", "connected_registry.message_ttl"),
+    ("connected_registry.message_ttl", "P91D", "connected_registry.message_ttl"),
+    ("connected_registry.message_ttl", "P1M", "connected_registry.message_ttl"),
+    ("connected_registry.log_level", "Verbose", "connected_registry.log_level"),
+    ("connected_registry.notifications", ["hello-world"], "connected_registry.notifications"),
+    ("connected_registry.garbage_collection", {"enabled": "sometimes"}, "connected_registry.garbage_collection.enabled"),
+    ("connected_registry.unknown", 1, "connected_registry.unknown"),
+    ("client_access.tokens", [{"name": "abc", "scope_map": "x"}], "client_access.tokens.0.name"),
+    ("checks.pull_image", "not-an-image", "checks.pull_image"),
+    ("secrets.store", "vault", "secrets.store"),
+    ("secrets.vault_url", "http://insecure.example", "secrets.vault_url"),
+    ("bogus", "x", "bogus"),
+    ("hub.extra", "x", "hub.extra"),
+    ("device.password", "Password=abc", "device"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "field"), INVALID, ids=[f"{k}={v!r}"[:60] for k, v, _ in INVALID])
+def test_invalid_parameter_is_refused_naming_the_field(sandbox, key, value, field):
+    data = _set(site_data(sandbox), key, value)
+    with pytest.raises(ParameterError) as refused:
+        params.load(data)
+    assert refused.value.field == field, refused.value
+    assert refused.value.message
+
+
+CROSS_FIELD = [
+    ("a ReadWrite site whose push repository is not synced",
+     lambda d: _set(_set(d, "checks", {"push_repository": "elsewhere"}), "connected_registry.mode", "ReadWrite")),
+    ("a pull image outside the synced repositories", lambda d: _set(d, "checks", {"pull_image": "other:latest"})),
+    ("a token naming an undefined scope map",
+     lambda d: _set(d, "client_access.tokens", [{"name": "client-x1", "scope_map": "nope-nope"}])),
+    ("a scope map with an unknown action",
+     lambda d: _set(d, "client_access.scope_maps", {"maps-one": {"hello-world": ["content/execute"]}})),
+    ("a connected registry that is its own parent",
+     lambda d: _set(d, "connected_registry.parent", d["connected_registry"]["name"])),
+    ("keyvault without a vault", lambda d: _set(d, "secrets", {"store": "keyvault"})),
+]
+
+
+@pytest.mark.parametrize(("case", "change"), CROSS_FIELD, ids=[c for c, _ in CROSS_FIELD])
+def test_inconsistent_parameters_are_refused(sandbox, case, change):
+    with pytest.raises(ParameterError) as refused:
+        params.load(change(site_data(sandbox)))
+    assert refused.value.message
+
+
+def test_over_forty_invalid_sets_and_no_request_follows(sandbox, request_log):
+    assert len(INVALID) + len(CROSS_FIELD) >= 40
+    for key, value, _ in INVALID:
+        with pytest.raises(ParameterError):
+            params.load(_set(site_data(sandbox), key, value))
+    assert request_log() == []
+
+
+def test_papermill_strings_are_coerced_explicitly(sandbox):
+    data = site_data(sandbox)
+    data["hub"] = {**data["hub"], "reuse": "false", "capacity": "2"}
+    data["device"] = {**data["device"], "id": "0012"}
+    site = params.load(data)
+    assert site.hub.reuse is False and site.hub.capacity == 2
+    assert site.device.id == "0012"
+    data["hub"]["reuse"] = "TRUE"
+    assert params.load(data).hub.reuse is True
+
+
+def test_secret_values_are_refused_but_references_pass(sandbox):
+    data = site_data(sandbox)
+    data["secrets"] = {"store": "local", "local_dir": "/tmp/x"}
+    assert params.load(data).secrets.store == "local"
+    data["device"] = {**data["device"], "parent_device": "HostName=h;SharedAccessKey=abc"}
+    with pytest.raises(ParameterError, match="secret"):
+        params.load(data)
+
+
+def test_overrides_apply_to_a_parameter_file(tmp_path, sandbox):
+    import yaml
+
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(site_data(sandbox)))
+    site = params.load_file(path, {"connected_registry.mode": "ReadOnly", "hub.reuse": "false"})
+    assert site.connected_registry.mode == "ReadOnly" and site.hub.reuse is False
+    with pytest.raises(ParameterError) as refused:
+        params.load_file(path, {"connected_registry.mode": "Sideways"})
+    assert refused.value.field == "connected_registry.mode"
+
+
+def test_example_parameter_files_are_valid():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "parameters"
+    assert params.load_file(root / "sandbox.yaml").target.kind == "sandbox"
+    assert params.load_file(root / "example-azure.yaml").target.kind == "azure"
