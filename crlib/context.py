@@ -23,6 +23,10 @@ class RunContext:
         """Secret names are per site, e.g. crlib-lab1-sync-password."""
         return f"crlib-{self.site.site}-{purpose}"
 
+    def secret_reference(self, purpose: str) -> str:
+        """What records carry instead of the secret's value."""
+        return f"{self.site.secrets.store}:{self.secret_name(purpose)}"
+
     def get_secret(self, purpose: str) -> str | None:
         return self.secrets.get(self.secret_name(purpose))
 

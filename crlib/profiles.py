@@ -21,6 +21,9 @@ CLOUDS = {
     "AzureUSGovernment": ("https://management.usgovcloudapi.net", "login.microsoftonline.us"),
 }
 
+# Public registries the sandbox's image source stands in for.
+PUBLIC_REGISTRIES = ("mcr.microsoft.com", "docker.io", "registry-1.docker.io", "registry.hub.docker.com")
+
 
 class DeviceProvisioner(Protocol):
     """How the edge device learns its connection string (`iotedge config mp` + `apply`)."""
@@ -58,6 +61,9 @@ class TargetProfile:
     connection_verify: str | bool  # a CA bundle path, or True for the system store
     provisioner: DeviceProvisioner
     extra: dict = field(default_factory=dict)
+    # Where this machine reaches public registries (an image source's host name -> host[:port]).
+    # Empty for Azure; the sandbox's image source stands in for MCR and Docker Hub.
+    registry_hosts: dict[str, str] = field(default_factory=dict)
 
     @property
     def credential_scopes(self) -> list[str]:
@@ -78,7 +84,8 @@ def sandbox_profile(site: Site) -> TargetProfile:
                                         connection_verify=status["ca_bundle"])
     return TargetProfile("sandbox", status["arm_endpoint"], credential,
                          site.subscription_id or status["subscription_id"], status["tenant_id"],
-                         status["ca_bundle"], SandboxProvisioner(status), {"sandbox": status})
+                         status["ca_bundle"], SandboxProvisioner(status), {"sandbox": status},
+                         dict.fromkeys(PUBLIC_REGISTRIES, status["image_source"]))
 
 
 def azure_profile(site: Site) -> TargetProfile:

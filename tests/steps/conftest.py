@@ -35,8 +35,11 @@ def site_data(sandbox: dict, **overrides) -> dict:
 
 @pytest.fixture
 def make_site(sandbox):
-    def make(**overrides) -> params.Site:
-        return params.load(site_data(sandbox, **overrides))
+    def make(*, mode: str | None = None, **overrides) -> params.Site:
+        data = site_data(sandbox, **overrides)
+        if mode:
+            data["connected_registry"]["mode"] = mode
+        return params.load(data)
 
     return make
 

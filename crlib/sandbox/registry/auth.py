@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from ..runtime import Sandbox
 
 ACCESS_TOKEN_LIFETIME = 300
+# The user name ACR takes with an ACR refresh token as the password (`docker login` after
+# `az acr login --expose-token`).
+REFRESH_TOKEN_USER = "00000000-0000-0000-0000-000000000000"
 REFRESH_TOKEN_LIFETIME = 3 * 3600
 # Scope map actions, and the Distribution actions they allow.
 SCOPE_MAP_ACTIONS = {
@@ -172,11 +175,24 @@ def _basic(call: Call) -> tuple[str, str] | None:
     return username, password
 
 
+def _refresh_principal(call: Call, authority: Authority, refresh_token: str) -> Principal:
+    try:
+        claims = _decode(call.sandbox, authority, refresh_token)
+    except jwt.PyJWTError as exc:
+        raise unauthorized(call, authority, f"invalid refresh token: {exc}") from exc
+    if claims.get("grant_type") != "refresh_token":
+        raise unauthorized(call, authority, "invalid refresh token: an access token was given")
+    return Principal(claims["principal"], claims["sub"])
+
+
 def token_get(call: Call, authority: Authority) -> object:
-    """GET /oauth2/token with Basic credentials (what docker, skopeo and python-dxf send), or
-    without any where the registry allows anonymous pull."""
+    """GET /oauth2/token with Basic credentials (what docker, skopeo and python-dxf send): a
+    token's name and password, or the null GUID and an ACR refresh token; or without any where
+    the registry allows anonymous pull."""
     credentials = _basic(call)
-    if credentials is not None:
+    if credentials is not None and credentials[0] == REFRESH_TOKEN_USER:
+        principal = _refresh_principal(call, authority, credentials[1])
+    elif credentials is not None:
         principal = authority.check_password(*credentials)
     else:
         # Registries that allow anonymous pull name the principal an anonymous caller gets.
@@ -195,11 +211,7 @@ def token_post(call: Call, authority: Authority) -> object:
     if grant == "password":
         principal = authority.check_password((form.get("username") or [""])[0], (form.get("password") or [""])[0])
     elif grant == "refresh_token":
-        try:
-            claims = _decode(call.sandbox, authority, (form.get("refresh_token") or [""])[0])
-        except jwt.PyJWTError as exc:
-            raise unauthorized(call, authority, f"invalid refresh token: {exc}") from exc
-        principal = Principal(claims["principal"], claims["sub"])
+        principal = _refresh_principal(call, authority, (form.get("refresh_token") or [""])[0])
     else:
         raise SandboxError(400, "UNSUPPORTED", f"unsupported grant_type {grant!r}")
     token = issue_access_token(call.sandbox, authority, principal, scopes)

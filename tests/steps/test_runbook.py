@@ -1,0 +1,71 @@
+"""The whole runbook against the sandbox, through the real SDKs: both modes, a nested pair,
+idempotency (a second pass writes nothing), plan mode (writes nothing), and no secret in any result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from crlib import runbook
+from crlib.results import Status
+from crlib.sandbox import control
+
+CONVERGING = [s for s in runbook.STEP_NAMES if s != "checks"]
+
+
+def log_from_now(sandbox):
+    """Azure requests logged from this moment on (the sandbox's admin calls excluded)."""
+    logged = control.admin(sandbox, "GET", "/_sandbox/requests")["requests"]
+    since = logged[-1]["seq"] if logged else 0
+
+    def read() -> list[dict]:
+        rows = control.admin(sandbox, "GET", f"/_sandbox/requests?since={since}")["requests"]
+        return [r for r in rows if not r["path"].startswith("/_sandbox/")]
+
+    return read
+
+
+def secret_values(secret_dir: Path) -> list[str]:
+    return [p.read_text() for p in secret_dir.iterdir() if p.is_file()] if secret_dir.exists() else []
+
+
+def assert_no_secret(results, secret_dir: Path) -> None:
+    secrets = secret_values(secret_dir)
+    assert secrets, "the run stored no secret at all"
+    for result in results:
+        for text in (result.to_json(), repr(result)):
+            leaked = [s[:4] + "…" for s in secrets if s in text]
+            assert not leaked, f"{result.step} shows a secret value"
+
+
+@pytest.mark.parametrize("mode", ["ReadWrite", "ReadOnly"])
+def test_whole_runbook_then_a_second_pass_writes_nothing(sandbox, make_site, make_context, tmp_path, mode):
+    site = make_site(mode=mode)
+    first = runbook.run(make_context(site))
+    assert [r.step for r in first] == runbook.STEP_NAMES
+    assert all(r.status in (Status.CREATED, Status.UPDATED, Status.UNCHANGED) for r in first), \
+        [(r.step, r.status) for r in first]
+    checks = first[-1]
+    assert checks.details["pull"]["digest"].startswith("sha256:")
+    if mode == "ReadWrite":
+        assert checks.details["push"]["arrived_in_cloud"] is True
+    else:
+        assert "not allowed" in checks.details["push"]["refusal"]
+    assert_no_secret(first, tmp_path / "secrets")
+
+    second_log = log_from_now(sandbox)
+    second = runbook.run(make_context(site), only=CONVERGING)
+    assert [(r.step, r.status) for r in second] == [(s, Status.UNCHANGED) for s in CONVERGING]
+    writes = [f"{r['method']} {r['path']}" for r in second_log() if r["wrote"]]
+    assert writes == [], writes
+
+
+def test_plan_on_an_empty_sandbox_lists_every_change_and_writes_nothing(sandbox, make_site, make_context, tmp_path):
+    site = make_site()
+    planned_log = log_from_now(sandbox)
+    plan = runbook.run(make_context(site), plan=True, only=CONVERGING)
+    assert [r.status for r in plan] == [Status.PLANNED] * len(CONVERGING), [(r.step, r.status) for r in plan]
+    assert all(r.changes for r in plan)
+    assert [r for r in planned_log() if r["wrote"]] == []
+    assert not (tmp_path / "secrets").exists() or secret_values(tmp_path / "secrets") == []
