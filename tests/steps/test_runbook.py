@@ -69,3 +69,35 @@ def test_plan_on_an_empty_sandbox_lists_every_change_and_writes_nothing(sandbox,
     assert all(r.changes for r in plan)
     assert [r for r in planned_log() if r["wrote"]] == []
     assert not (tmp_path / "secrets").exists() or secret_values(tmp_path / "secrets") == []
+
+
+def test_nested_pair(sandbox, make_context, tmp_path):
+    """A ReadWrite parent, then a ReadOnly child on a device nested under the parent's device:
+    the child syncs through the parent's device endpoint and serves the synced image."""
+    from conftest import site_data
+
+    from crlib import params
+
+    parent_data = site_data(sandbox)
+    parent = params.load(parent_data)
+    assert [r.step for r in runbook.run(make_context(parent))] == runbook.STEP_NAMES
+
+    tag = parent.site.removeprefix("t-")
+    child_data = {**parent_data, "site": f"c-{tag}",
+                  "device": {"id": f"child-{tag}", "parent_device": parent.device.id},
+                  "connected_registry": {**parent_data["connected_registry"], "name": f"child{tag}",
+                                         "mode": "ReadOnly", "parent": parent.connected_registry.name},
+                  "client_access": {"scope_maps": {f"kids-{tag}": {"hello-world": ["content/read", "metadata/read"]}},
+                                    "tokens": [{"name": f"kid-{tag}", "scope_map": f"kids-{tag}"}]}}
+    child = params.load(child_data)
+    results = runbook.run(make_context(child))
+    by_step = {r.step: r for r in results}
+    assert by_step["checks"].details["pull"]["digest"].startswith("sha256:")
+    # The child's gateway is the parent's device endpoint, not the cloud's data endpoint.
+    parent_cr = make_context(parent).clients.acr.connected_registries.get(
+        parent.resource_group, parent.registry.name, parent.connected_registry.name)
+    child_cr = make_context(child).clients.acr.connected_registries.get(
+        child.resource_group, child.registry.name, child.connected_registry.name)
+    assert child_cr.parent.sync_properties.gateway_endpoint == parent_cr.login_server.host
+    assert child_cr.connection_state == "Online" and child_cr.activation.status == "Active"
+    assert_no_secret(results, tmp_path / "secrets")
