@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from requestlog import log_from_now
 
 from crlib.sandbox import control
 
@@ -68,15 +69,7 @@ def arm(sandbox, arm_token) -> Arm:
 @pytest.fixture
 def request_log(sandbox):
     """Requests the sandbox has logged since the test began."""
-    start = control.admin(sandbox, "GET", "/_sandbox/requests")["requests"]
-    since = start[-1]["seq"] if start else 0
-
-    def read() -> list[dict]:
-        # The sandbox's own admin calls (this fixture's among them) are not Azure traffic.
-        logged = control.admin(sandbox, "GET", f"/_sandbox/requests?since={since}")["requests"]
-        return [r for r in logged if not r["path"].startswith("/_sandbox/")]
-
-    return read
+    return log_from_now(sandbox)
 
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

@@ -26,11 +26,11 @@ from ..params import REPOSITORY, SCOPE_ACTIONS, Site
 from ..results import Status, StepResult, combine
 from ..secrets import mask
 from .definition import (
+    ensure_bound_token,
     get_or_none,
     name_of,
     read_connected_registry,
     read_registry,
-    same_id,
     text,
     token_password,
     writing,
@@ -112,7 +112,8 @@ def ensure_client_access(ctx: RunContext, *, plan: bool = False, regenerate: Col
     secrets: dict[str, str] = {}
     refs: dict[str, str] = {}
     for spec in site.client_access.tokens:
-        part, tokens[spec.name] = _ensure_token(ctx, spec, tokens[spec.name], maps[spec.scope_map], plan=plan)
+        part, tokens[spec.name] = ensure_bound_token(ctx, STEP, "client", spec.name, spec.scope_map,
+                                                     tokens[spec.name], maps[spec.scope_map], plan=plan)
         parts.append(part)
         password = stored[spec.name]
         # A new token, one without password1, or one asked for: the check above ruled out the rest.
@@ -151,28 +152,6 @@ def _ensure_scope_map(ctx: RunContext, name: str, scope_map, actions: list[str],
             scope_map = acr.scope_maps.begin_update(rg, reg, name,
                                                     models.ScopeMapUpdateParameters(actions=actions)).result()
     return StepResult(STEP, Status.UPDATED, [scope_map.id], [change]), scope_map
-
-
-def _ensure_token(ctx: RunContext, spec, token, scope_map, *, plan: bool):
-    rg, reg, acr = ctx.site.resource_group, ctx.site.registry.name, ctx.clients.acr
-    if token is None:
-        change = f"create client token '{spec.name}' (enabled, scope map '{spec.scope_map}')"
-        if plan:
-            return StepResult(STEP, Status.CREATED, changes=[change]), None
-        with writing(STEP, f"creating client token '{spec.name}'"):
-            token = acr.tokens.begin_create(rg, reg, spec.name,
-                                            models.Token(scope_map_id=scope_map.id, status="enabled")).result()
-        return StepResult(STEP, Status.CREATED, [token.id], [change]), token
-    bound = scope_map is not None and same_id(token.scope_map_id, scope_map.id)
-    if bound and text(token.status) == "enabled":
-        return StepResult(STEP, Status.UNCHANGED, [token.id]), token
-    change = (f"update client token '{spec.name}': status {text(token.status)} -> enabled, scope map "
-              f"'{name_of(token.scope_map_id or '-')}' -> '{spec.scope_map}'")
-    if not plan:
-        with writing(STEP, f"updating client token '{spec.name}'"):
-            token = acr.tokens.begin_update(rg, reg, spec.name, models.TokenUpdateParameters(
-                scope_map_id=scope_map.id, status="enabled")).result()
-    return StepResult(STEP, Status.UPDATED, [token.id], [change]), token
 
 
 def _ensure_password(ctx: RunContext, spec, token, *, plan: bool) -> tuple[StepResult, str | None]:

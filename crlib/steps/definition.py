@@ -263,7 +263,8 @@ def ensure_connected_registry(ctx: RunContext, *, plan: bool = False) -> StepRes
 
     parts = [_ensure_ancestor(ctx, a, m, own_actions, plan=plan) for a, m in ancestor_maps]
     scope_map_part, scope_map = _ensure_scope_map(ctx, scope_map, desired_actions, plan=plan)
-    token_part, token = _ensure_token(ctx, token, scope_map, plan=plan)
+    cr_name = ctx.site.connected_registry.name
+    token_part, token = ensure_bound_token(ctx, STEP, "sync", cr_name, cr_name, token, scope_map, plan=plan)
     connected_part, connected = _ensure_connected(ctx, existing, parent, token, plan=plan)
     result = combine(STEP, [*parts, scope_map_part, token_part, connected_part], plan=plan)
     if connected is not None:
@@ -323,27 +324,28 @@ def _ensure_scope_map(ctx: RunContext, scope_map, actions: list[str], *, plan: b
     return StepResult(STEP, Status.UPDATED, [scope_map.id], [change]), scope_map
 
 
-def _ensure_token(ctx: RunContext, token, scope_map, *, plan: bool):
-    cr, rg, reg = ctx.site.connected_registry, ctx.site.resource_group, ctx.site.registry.name
-    acr = ctx.clients.acr
+def ensure_bound_token(ctx: RunContext, step: str, kind: str, name: str, map_name: str, token, scope_map, *,
+                       plan: bool):
+    """Get-or-create an enabled token bound to its scope map (a sync token or a client token)."""
+    rg, reg, acr = ctx.site.resource_group, ctx.site.registry.name, ctx.clients.acr
     if token is None:
-        change = f"create sync token '{cr.name}' (enabled, scope map '{cr.name}')"
+        change = f"create {kind} token '{name}' (enabled, scope map '{map_name}')"
         if plan:
-            return StepResult(STEP, Status.CREATED, changes=[change]), None
-        with writing(STEP, f"creating sync token '{cr.name}'"):
-            token = acr.tokens.begin_create(rg, reg, cr.name,
+            return StepResult(step, Status.CREATED, changes=[change]), None
+        with writing(step, f"creating {kind} token '{name}'"):
+            token = acr.tokens.begin_create(rg, reg, name,
                                             models.Token(scope_map_id=scope_map.id, status="enabled")).result()
-        return StepResult(STEP, Status.CREATED, [token.id], [change]), token
+        return StepResult(step, Status.CREATED, [token.id], [change]), token
     bound = scope_map is not None and same_id(token.scope_map_id, scope_map.id)
     if bound and text(token.status) == "enabled":
-        return StepResult(STEP, Status.UNCHANGED, [token.id]), token
-    change = (f"update sync token '{token.name}': status {text(token.status)} -> enabled, scope map "
-              f"'{name_of(token.scope_map_id or '-')}' -> '{cr.name}'")
+        return StepResult(step, Status.UNCHANGED, [token.id]), token
+    change = (f"update {kind} token '{token.name}': status {text(token.status)} -> enabled, scope map "
+              f"'{name_of(token.scope_map_id or '-')}' -> '{map_name}'")
     if not plan:
-        with writing(STEP, f"updating sync token '{token.name}'"):
+        with writing(step, f"updating {kind} token '{token.name}'"):
             token = acr.tokens.begin_update(rg, reg, token.name, models.TokenUpdateParameters(
                 scope_map_id=scope_map.id, status="enabled")).result()
-    return StepResult(STEP, Status.UPDATED, [token.id], [change]), token
+    return StepResult(step, Status.UPDATED, [token.id], [change]), token
 
 
 def _ensure_connected(ctx: RunContext, existing, parent, token, *, plan: bool):

@@ -11,11 +11,11 @@ import requests
 from azure.mgmt.containerregistry import models as acr
 from dxf import DXF
 from dxf.exceptions import DXFUnauthorizedError
+from requestlog import log_from_now
 
 from crlib import params
 from crlib.errors import PreconditionFailed
 from crlib.results import Status
-from crlib.sandbox import control
 from crlib.steps.endpoint import ensure_endpoint
 from crlib.steps.hub import ensure_resource_group
 from crlib.steps.imports import REFRESH_TOKEN_USER, ensure_imports, wanted_images
@@ -28,15 +28,6 @@ def variant(site: params.Site, **sections) -> params.Site:
     return params.load(site.model_dump() | sections)
 
 
-def log_from_now(sandbox):
-    logged = control.admin(sandbox, "GET", "/_sandbox/requests")["requests"]
-    since = logged[-1]["seq"] if logged else 0
-
-    def read() -> list[dict]:
-        rows = control.admin(sandbox, "GET", f"/_sandbox/requests?since={since}")["requests"]
-        return [r for r in rows if not r["path"].startswith("/_sandbox/")]
-
-    return read
 
 
 def writes(log) -> list[str]:

@@ -11,11 +11,11 @@ from types import SimpleNamespace
 
 import pytest
 from azure.mgmt.containerregistry import models as acr
+from requestlog import log_from_now
 
 from crlib import runbook
 from crlib.errors import PreconditionFailed
 from crlib.results import Status
-from crlib.sandbox import control
 from crlib.secrets import mask
 from crlib.steps import manifest as step
 from crlib.steps.endpoint import get_registry
@@ -24,16 +24,6 @@ from crlib.steps.manifest import ManifestInvalid, build_manifest, ensure_manifes
 UPSTREAM = runbook.STEP_NAMES[:runbook.STEP_NAMES.index("manifest")]
 
 
-def log_from_now(sandbox):
-    """Azure requests logged from this moment on (the sandbox's admin calls excluded)."""
-    logged = control.admin(sandbox, "GET", "/_sandbox/requests")["requests"]
-    since = logged[-1]["seq"] if logged else 0
-
-    def read() -> list[dict]:
-        rows = control.admin(sandbox, "GET", f"/_sandbox/requests?since={since}")["requests"]
-        return [r for r in rows if not r["path"].startswith("/_sandbox/")]
-
-    return read
 
 
 def writes(log) -> list[str]:

@@ -6,24 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from requestlog import log_from_now
 
 from crlib import runbook
 from crlib.results import Status
-from crlib.sandbox import control
 
 CONVERGING = [s for s in runbook.STEP_NAMES if s != "checks"]
 
 
-def log_from_now(sandbox):
-    """Azure requests logged from this moment on (the sandbox's admin calls excluded)."""
-    logged = control.admin(sandbox, "GET", "/_sandbox/requests")["requests"]
-    since = logged[-1]["seq"] if logged else 0
-
-    def read() -> list[dict]:
-        rows = control.admin(sandbox, "GET", f"/_sandbox/requests?since={since}")["requests"]
-        return [r for r in rows if not r["path"].startswith("/_sandbox/")]
-
-    return read
 
 
 def secret_values(secret_dir: Path) -> list[str]:

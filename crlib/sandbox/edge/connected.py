@@ -21,6 +21,7 @@ from ..containerregistry.connected import set_runtime_status
 from ..containerregistry.tokens import verify_token_password
 from ..core.errors import SandboxError
 from ..registry.auth import REFUSALS, Principal, permitted_by_rules, rules_from_actions
+from ..registry.cloud import token_rules
 from ..registry.models import Namespace
 from . import oci_client
 from .models import parse_connection_string
@@ -345,11 +346,7 @@ class DeviceEndpointAuthority:
         return Principal("token", username)
 
     def repository_rules(self, principal: Principal) -> list[tuple[str, set[str]]]:
-        token = self.sandbox.store.get(f"{self.registry_id}/tokens/{principal.name}")
-        if token is None or token["properties"].get("status") == "disabled":
-            return []
-        scope_map = self.sandbox.store.get(token["properties"]["scopeMapId"])
-        return rules_from_actions(scope_map["properties"]["actions"]) if scope_map else []
+        return token_rules(self.sandbox, self.registry_id, principal.name)
 
     def permitted(self, principal: Principal, repository: str) -> set[str]:
         return permitted_by_rules(self.repository_rules(principal), repository)

@@ -31,14 +31,19 @@ class CloudRegistryAuthority:
     def repository_rules(self, principal: Principal) -> list[tuple[str, set[str]]]:
         if principal.kind == "entra":
             return EVERYTHING
-        token = self.sandbox.store.get(f"{self.namespace}/tokens/{principal.name}")
-        if token is None or token["properties"].get("status") == "disabled":
-            return []
-        scope_map = self.sandbox.store.get(token["properties"]["scopeMapId"])
-        return rules_from_actions(scope_map["properties"]["actions"]) if scope_map else []
+        return token_rules(self.sandbox, self.namespace, principal.name)
 
     def permitted(self, principal: Principal, repository: str) -> set[str]:
         return permitted_by_rules(self.repository_rules(principal), repository)
+
+
+def token_rules(sandbox: Sandbox, registry_id: str, token_name: str) -> list[tuple[str, set[str]]]:
+    """What an ACR token may do, read from its scope map now (a disabled token: nothing)."""
+    token = sandbox.store.get(f"{registry_id}/tokens/{token_name}")
+    if token is None or token["properties"].get("status") == "disabled":
+        return []
+    scope_map = sandbox.store.get(token["properties"]["scopeMapId"])
+    return rules_from_actions(scope_map["properties"]["actions"]) if scope_map else []
 
 
 def authority_for(sandbox: Sandbox, registry_id: str) -> CloudRegistryAuthority:
