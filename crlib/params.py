@@ -244,12 +244,7 @@ class Secrets(_Model):
     store: Literal["local", "keyvault"] = "local"
     local_dir: str = "~/.local/state/crlib/secrets"
     vault_url: str | None = Field(None, pattern=r"^https://[a-z0-9-]+\.vault\.(azure\.net|azure\.cn|usgovcloudapi\.net)/?$")
-
-    @model_validator(mode="after")
-    def _vault(self) -> Secrets:
-        if self.store == "keyvault" and not self.vault_url:
-            raise ValueError("vault_url is required when store is keyvault")
-        return self
+    # vault_url is required for keyvault on Azure (Site checks it); the sandbox supplies its own vault.
 
 
 class Site(_Model):
@@ -270,13 +265,15 @@ class Site(_Model):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Site:
+        if self.secrets.store == "keyvault" and not self.secrets.vault_url and self.target.kind != "sandbox":
+            raise ValueError("secrets.vault_url: is required when secrets.store is keyvault and target.kind is azure")
         if self.checks.client_token and self.checks.client_token not in {t.name for t in self.client_access.tokens}:
-            raise ValueError(f"checks.client_token '{self.checks.client_token}' is not one of client_access.tokens")
+            raise ValueError(f"checks.client_token: '{self.checks.client_token}' is not one of client_access.tokens")
         cr = self.connected_registry
         if self.checks.pull_image.split(":")[0] not in cr.repositories:
-            raise ValueError(f"checks.pull_image '{self.checks.pull_image}' is not in connected_registry.repositories")
+            raise ValueError(f"checks.pull_image: '{self.checks.pull_image}' is not in connected_registry.repositories")
         if cr.mode == "ReadWrite" and self.checks.push_repository not in cr.repositories:
-            raise ValueError(f"checks.push_repository '{self.checks.push_repository}' is not in "
+            raise ValueError(f"checks.push_repository: '{self.checks.push_repository}' is not in "
                              "connected_registry.repositories")
         return self
 
@@ -292,9 +289,14 @@ def load(data: dict) -> Site:
     except ValidationError as exc:
         first = exc.errors()[0]
         message = first["msg"].removeprefix("Value error, ")
+        field = _field_of(first)
         if first["type"] == "extra_forbidden":
             message = "unknown parameter"
-        raise ParameterError(_field_of(first), message) from None
+        # Checks across sections name their field as "section.field: message".
+        named = re.match(r"^([a-z_]+(?:\.[a-z_]+)+): (.*)$", message, re.S)
+        if named:
+            field, message = named.group(1), named.group(2)
+        raise ParameterError(field, message) from None
 
 
 def load_file(path: Path | str, overrides: dict | None = None) -> Site:

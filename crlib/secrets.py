@@ -119,7 +119,11 @@ class LocalSecretStore:
 
 
 class KeyVaultSecretStore:
-    """Azure Key Vault, through azure-keyvault-secrets."""
+    """Azure Key Vault, through azure-keyvault-secrets.
+
+    `client_options` go to `SecretClient` as they are (e.g. `connection_verify`, and
+    `verify_challenge_resource=False` for the sandbox's vault, whose host is 127.0.0.1).
+    """
 
     def __init__(self, vault_url: str, credential, **client_options):
         from azure.keyvault.secrets import SecretClient

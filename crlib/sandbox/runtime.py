@@ -24,6 +24,7 @@ from .clock import Clock
 from .config import SandboxSettings
 from .core.http import Router
 from .core.lro import Operations
+from .keyvault import urls as keyvault_urls
 from .registry import source as image_source
 from .registry.storage import BlobStore
 from .store import Store
@@ -106,6 +107,7 @@ class Sandbox:
             "latency_profile": self.settings.latency_profile,
             "clock_speed": self.clock.speed,
             "image_source": image_source.host(self),
+            "key_vault_url": keyvault_urls.key_vault_url(self),
         }
 
     # -- services --------------------------------------------------------------------------
@@ -130,9 +132,10 @@ class Sandbox:
         arm_router.include(acr_urls.URLS)
         arm_router.include(devices_urls.URLS)
         self.routers = {"open": open_router, "arm": arm_router, "iothub": iothub_urls.router(),
-                        "registry": registry_urls.router()}
+                        "registry": registry_urls.router(), "keyvault": keyvault_urls.router()}
         # Order matters at start-up: hubs and registries reopen their ports before devices run.
-        self._services = (resources_urls, acr_urls, devices_urls, iothub_urls, registry_urls, edge_urls)
+        self._services = (resources_urls, acr_urls, devices_urls, iothub_urls, registry_urls, keyvault_urls,
+                          edge_urls)
         for service in self._services:
             register = getattr(service, "register", None)
             if register:

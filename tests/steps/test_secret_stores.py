@@ -1,0 +1,73 @@
+"""Both secret stores keep the same contract; the Key Vault one is checked against the sandbox's vault."""
+
+from __future__ import annotations
+
+import stat
+import uuid
+
+import pytest
+from azure.keyvault.secrets import SecretClient
+
+from crlib.context import open_context
+from crlib.secrets import KeyVaultSecretStore, LocalSecretStore
+from crlib.steps.hub import HUB_SECRET, ensure_hub, ensure_resource_group
+
+
+@pytest.fixture
+def vault_client(sandbox, credential) -> SecretClient:
+    return SecretClient(sandbox["key_vault_url"], credential, connection_verify=sandbox["ca_bundle"],
+                        verify_challenge_resource=False)
+
+
+@pytest.fixture(params=["local", "keyvault"])
+def store(request, tmp_path, make_site):
+    if request.param == "local":
+        return LocalSecretStore(tmp_path / "secrets")
+    # Built the way steps get it: from the site's parameters and the sandbox profile.
+    secrets = open_context(make_site(secrets={"store": "keyvault"})).secrets
+    assert isinstance(secrets, KeyVaultSecretStore)
+    return secrets
+
+
+def test_store_contract(store):
+    name = f"contract-{uuid.uuid4().hex[:10]}"
+    assert store.get(name) is None
+    store.set(name, "first-value")
+    assert store.get(name) == "first-value"
+    store.set(name, "second-value")
+    assert store.get(name) == "second-value"
+    store.delete(name)
+    assert store.get(name) is None
+    store.delete(name)  # deleting what is gone is fine
+    assert store.get(name) is None
+    for bad in ["has space", "a/b", "", "x" * 128, "under_score"]:
+        with pytest.raises(ValueError):
+            store.get(bad)
+        with pytest.raises(ValueError):
+            store.set(bad, "value-123")
+        with pytest.raises(ValueError):
+            store.delete(bad)
+
+
+def test_local_store_files_are_private(tmp_path):
+    store = LocalSecretStore(tmp_path / "secrets")
+    store.set("private-one", "some-value")
+    assert stat.S_IMODE((tmp_path / "secrets").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "secrets" / "private-one").stat().st_mode) == 0o600
+    assert [p.name for p in (tmp_path / "secrets").iterdir()] == ["private-one"]
+
+
+def test_hub_connection_string_lands_in_the_sandbox_vault(sandbox, make_site, vault_client):
+    site = make_site(secrets={"store": "keyvault"})
+    assert site.secrets.vault_url is None
+    ctx = open_context(site)
+    ensure_resource_group(ctx)
+    result = ensure_hub(ctx)
+    name = f"crlib-{site.site}-{HUB_SECRET}"
+    assert result.secrets == {HUB_SECRET: f"keyvault:{name}"}
+    stored = vault_client.get_secret(name)
+    host = ctx.state["hub"]["host_name"]
+    assert stored.value.startswith(f"HostName={host};SharedAccessKeyName=iothubowner;SharedAccessKey=")
+    # A second run finds the same value and writes no new version.
+    ensure_hub(ctx)
+    assert len(list(vault_client.list_properties_of_secret_versions(name))) == 1
