@@ -10,29 +10,39 @@
 from __future__ import annotations
 
 
+def _redact(text: str) -> str:
+    # Error texts often quote the service (whose answer may echo a request); never show a secret.
+    from .secrets import MASKER
+
+    return MASKER.redact(text)
+
+
 class CrlibError(Exception):
-    """Base of every error crlib raises on purpose."""
+    """Base of every error crlib raises on purpose. Its message never carries a known secret."""
+
+    def __init__(self, message: str):
+        super().__init__(_redact(message))
 
 
 class ParameterError(CrlibError):
     def __init__(self, field: str, message: str):
         super().__init__(f"{field}: {message}")
         self.field = field
-        self.message = message
+        self.message = _redact(message)
 
 
 class PreconditionFailed(CrlibError):
     def __init__(self, subject: str, message: str):
         super().__init__(f"{subject}: {message}")
         self.subject = subject
-        self.message = message
+        self.message = _redact(message)
 
 
 class StepFailed(CrlibError):
     def __init__(self, step: str, message: str, *, error: Exception | None = None):
         super().__init__(f"{step}: {message}")
         self.step = step
-        self.message = message
+        self.message = _redact(message)
         self.error = error
 
 
@@ -41,5 +51,5 @@ class StepTimeout(CrlibError):
         detail = "; ".join(diagnosis or [])
         super().__init__(f"{step}: {message}" + (f" ({detail})" if detail else ""))
         self.step = step
-        self.message = message
-        self.diagnosis = diagnosis or []
+        self.message = _redact(message)
+        self.diagnosis = [_redact(d) for d in diagnosis or []]

@@ -60,7 +60,7 @@ class TargetProfile:
     tenant_id: str | None
     connection_verify: str | bool  # a CA bundle path, or True for the system store
     provisioner: DeviceProvisioner
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict, repr=False)  # the sandbox status holds its client secret
     # Where this machine reaches public registries (an image source's host name -> host[:port]).
     # Empty for Azure; the sandbox's image source stands in for MCR and Docker Hub.
     registry_hosts: dict[str, str] = field(default_factory=dict)

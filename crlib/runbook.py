@@ -53,7 +53,7 @@ class RunFailed(CrlibError):
     """A step failed; `results` holds what ran before it, `step` names it."""
 
     def __init__(self, step: str, error: Exception, results: list[StepResult]):
-        super().__init__(f"step '{step}' failed: {error}")
+        super().__init__(f"step '{step}' failed: {error}")  # CrlibError masks any secret in it
         self.step = step
         self.error = error
         self.results = results
@@ -74,7 +74,7 @@ def select(only: Iterable[str] | None = None) -> list[Step]:
 def run(ctx: RunContext, *, plan: bool = False, only: Iterable[str] | None = None,
         on_result: Callable[[StepResult], None] | None = None) -> list[StepResult]:
     """Run the steps in order; raise RunFailed naming the step that failed."""
-    install_log_redaction(logging.getLogger("crlib"))
+    install_log_redaction()
     results: list[StepResult] = []
     for step in select(only):
         started = time.monotonic()

@@ -63,13 +63,23 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def install_log_redaction(logger: logging.Logger | None = None) -> None:
-    target = logger or logging.getLogger()
-    if not any(isinstance(f, RedactingFilter) for f in target.filters):
-        target.addFilter(RedactingFilter())
-    for handler in target.handlers:
-        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
-            handler.addFilter(RedactingFilter())
+def install_log_redaction() -> None:
+    """Mask every registered secret in every log record, whichever logger or handler it goes to.
+
+    A filter on one logger misses records from its children and from other libraries (azure.*),
+    so the redaction happens where records are made.
+    """
+    factory = logging.getLogRecordFactory()
+    if getattr(factory, "crlib_redacting", False):
+        return
+
+    def redacting_factory(*args, **kwargs) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        RedactingFilter().filter(record)
+        return record
+
+    redacting_factory.crlib_redacting = True
+    logging.setLogRecordFactory(redacting_factory)
 
 
 class SecretStore(Protocol):

@@ -80,6 +80,26 @@ def _check_tokens(site: Site, regenerate: Collection[str]) -> None:
         raise ParameterError("regenerate", f"{', '.join(unknown)} are not tokens in client_access.tokens")
 
 
+def _refuse_takeover(ctx: RunContext, registry, maps: dict, tokens: dict) -> None:
+    """Never rebind or rewrite what belongs to someone else (a sibling's sync token or scope map,
+    the module pull token): an existing token must already use one of this site's scope maps, and
+    an existing scope map may serve only this site's tokens."""
+    own_maps = {m.id.lower() for m in maps.values() if m is not None}
+    for name, token in tokens.items():
+        if token is not None and (token.scope_map_id or "").lower() not in own_maps:
+            raise PreconditionFailed(f"client_access.tokens.{name}",
+                                     f"token '{name}' exists and uses scope map '{name_of(token.scope_map_id or '-')}',"
+                                     " which this site does not define; choose another token name")
+    if registry is None or not own_maps:
+        return
+    own_tokens = {n.lower() for n in tokens}
+    for other in ctx.clients.acr.tokens.list(ctx.site.resource_group, ctx.site.registry.name):
+        if (other.scope_map_id or "").lower() in own_maps and other.name.lower() not in own_tokens:
+            raise PreconditionFailed(f"client_access.scope_maps.{name_of(other.scope_map_id)}",
+                                     f"scope map '{name_of(other.scope_map_id)}' already serves token '{other.name}', "
+                                     "which this site does not define; choose another scope map name")
+
+
 # -- the step ---------------------------------------------------------------------------------------
 def ensure_client_access(ctx: RunContext, *, plan: bool = False, regenerate: Collection[str] = ()) -> StepResult:
     """Get-or-create the client scope maps and tokens, their passwords, and attach exactly these
@@ -96,6 +116,7 @@ def ensure_client_access(ctx: RunContext, *, plan: bool = False, regenerate: Col
     maps = {n: get_or_none(lambda n=n: acr.scope_maps.get(rg, reg, n)) if registry else None for n in maps_wanted}
     tokens = {t.name: get_or_none(lambda t=t: acr.tokens.get(rg, reg, t.name)) if registry else None
               for t in site.client_access.tokens}
+    _refuse_takeover(ctx, registry, maps, tokens)
     stored = {name: ctx.get_secret(secret_purpose(name)) for name in tokens}
     for name, token in tokens.items():
         if token is not None and token_password(token, PASSWORD_NAME) and stored[name] is None \

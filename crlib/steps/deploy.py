@@ -141,6 +141,13 @@ def ensure_deployment(ctx: RunContext, *, plan: bool = False, timeout: float = D
 def rotate_credentials(ctx: RunContext, *, plan: bool = False, timeout: float = DEFAULT_TIMEOUT) -> StepResult:
     """A new sync password (the settings step generates and stores it), a manifest that carries it,
     a redeployment, and the wait until the connected registry is Online with it."""
+    if not plan:
+        # Once the password changes the device's old one is refused: check everything the
+        # redeploy needs (host, pull access, a valid manifest) before rotating.
+        deployment_host(ctx)
+        if ensure_manifest(ctx, plan=True).changes:
+            ensure_manifest(ctx)
+        validate_manifest(build_manifest(ctx, record=True))
     rotated = rotate_sync_password(ctx, plan=plan)
     if plan:
         follow_up = StepResult("rotate", Status.PLANNED, changes=[

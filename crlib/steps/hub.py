@@ -8,7 +8,7 @@ and the hub's `hostName` is kept in the secret store, never shown.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.mgmt.iothub import models as hub_models
@@ -16,6 +16,7 @@ from azure.mgmt.iothub import models as hub_models
 from ..context import RunContext
 from ..errors import ParameterError, PreconditionFailed, StepFailed
 from ..results import Status, StepResult
+from ..secrets import MASKER
 
 GROUP_API_VERSION = "2024-03-01"
 OWNER_POLICY = "iothubowner"  # RegistryWrite + ServiceConnect (+ DeviceConnect)
@@ -69,7 +70,7 @@ class HubAccess:
     id: str
     name: str
     host_name: str
-    connection_string: str
+    connection_string: str = field(repr=False)
 
     def state(self) -> dict:
         return {"id": self.id, "name": self.name, "host_name": self.host_name}
@@ -86,6 +87,8 @@ def _access(ctx: RunContext, hub) -> HubAccess:
     key = ctx.clients.hubs.iot_hub_resource.get_keys_for_key_name(ctx.site.resource_group, hub.name, OWNER_POLICY)
     host = hub.properties.host_name
     connection_string = f"HostName={host};SharedAccessKeyName={key.key_name};SharedAccessKey={key.primary_key}"
+    MASKER.register(key.primary_key)
+    MASKER.register(connection_string)
     return HubAccess(hub.id, hub.name, host, connection_string)
 
 

@@ -75,8 +75,9 @@ def _forget(ctx: RunContext, *purposes: str) -> None:
 def _sync_scope_map(ctx: RunContext, registry_name: str, cr):
     """The scope map of a connected registry's sync token, or None."""
     rg = ctx.site.resource_group
-    token = get_or_none(lambda: ctx.clients.acr.tokens.get(rg, registry_name, name_of(cr.parent.sync_properties.token_id)))
-    if token is None:
+    token_id = cr.parent.sync_properties.token_id if cr.parent and cr.parent.sync_properties else None
+    token = get_or_none(lambda: ctx.clients.acr.tokens.get(rg, registry_name, name_of(token_id))) if token_id else None
+    if token is None or not token.scope_map_id:
         return None
     return get_or_none(lambda: ctx.clients.acr.scope_maps.get(rg, registry_name, name_of(token.scope_map_id)))
 
@@ -136,9 +137,10 @@ def delete_connected_registry(ctx: RunContext, *, plan: bool = False) -> StepRes
         if children:
             raise PreconditionFailed(f"connected registry '{name}'", f"has children {', '.join(children)}; "
                                                                      "tear them down first")
-    token_name = name_of(cr.parent.sync_properties.token_id) if cr else name
+    sync_token_id = cr.parent.sync_properties.token_id if cr and cr.parent and cr.parent.sync_properties else None
+    token_name = name_of(sync_token_id) if sync_token_id else name
     token = get_or_none(lambda: ops.tokens.get(rg, registry.name, token_name))
-    scope_map_name = name_of(token.scope_map_id) if token else name
+    scope_map_name = name_of(token.scope_map_id) if token and token.scope_map_id else name
     scope_map = get_or_none(lambda: ops.scope_maps.get(rg, registry.name, scope_map_name))
     shared_with = [t.name for t in ops.tokens.list(rg, registry.name) if scope_map is not None
                    and t.name != token_name and (t.scope_map_id or "").lower() == scope_map.id.lower()]
@@ -164,17 +166,19 @@ def delete_connected_registry(ctx: RunContext, *, plan: bool = False) -> StepRes
     if cr is not None:
         _write(f"delete connected registry '{name}'",
                lambda: ops.connected_registries.begin_delete(rg, registry.name, name).result())
-    if token is not None:
-        _write(f"delete sync token '{token_name}'", lambda: ops.tokens.begin_delete(rg, registry.name, token_name).result())
-    if scope_map is not None and not shared_with:
-        _write(f"delete sync scope map '{scope_map_name}'",
-               lambda: ops.scope_maps.begin_delete(rg, registry.name, scope_map_name).result())
+    # Ancestors first: their cleanup is computed from the child's sync scope map, so a re-run after
+    # a failure here must still find that map.
     for ancestor, sm, removal in updates:
         if removal:
             kept = [a for a in sm.actions if a not in removal]
             _write(f"update sync scope map '{sm.name}' of ancestor '{ancestor}'",
                    lambda sm=sm, kept=kept: ops.scope_maps.begin_update(
                        rg, registry.name, sm.name, acr.ScopeMapUpdateParameters(actions=kept)).result())
+    if token is not None:
+        _write(f"delete sync token '{token_name}'", lambda: ops.tokens.begin_delete(rg, registry.name, token_name).result())
+    if scope_map is not None and not shared_with:
+        _write(f"delete sync scope map '{scope_map_name}'",
+               lambda: ops.scope_maps.begin_delete(rg, registry.name, scope_map_name).result())
     _forget(ctx, *SYNC_SECRETS)
     return _result(changes, plan=False, resource_ids=ids, details=details)
 

@@ -292,3 +292,32 @@ def test_teardown_refuses_while_another_token_uses_the_scope_map(defined, reques
         detach_and_delete_client_access(ctx)
     assert "borrower" in refused.value.message
     assert writes_since(request_log, start) == []
+
+
+def test_a_token_of_someone_else_is_never_taken_over(make_site, make_context, request_log):
+    """A client token whose name is already used, bound to a scope map this site does not define
+    (a sibling's sync token, the module pull token), is refused before any write."""
+    import pytest as _pytest
+    from azure.mgmt.containerregistry import models as acr_models
+
+    from crlib.errors import PreconditionFailed
+    from crlib.steps.access import ensure_client_access
+    from crlib.steps.endpoint import ensure_endpoint
+    from crlib.steps.hub import ensure_resource_group
+
+    site = make_site()
+    ctx = make_context(site)
+    acr = ctx.clients.acr
+    ensure_resource_group(ctx)
+    ensure_endpoint(ctx)
+    foreign = acr.scope_maps.begin_create(site.resource_group, site.registry.name, "someone-elses",
+                                          models.ScopeMap(actions=["repositories/other/content/read"])).result()
+    name = site.client_access.tokens[0].name
+    acr.tokens.begin_create(site.resource_group, site.registry.name, name,
+                            models.Token(scope_map_id=foreign.id, status="enabled")).result()
+    log = request_log()
+    with pytest.raises(PreconditionFailed, match="does not define"):
+        ensure_client_access(ctx, plan=True)
+    assert acr.tokens.get(site.resource_group, site.registry.name, name).scope_map_id == foreign.id
+    assert [r for r in request_log()[len(log):] if r["wrote"]] == []
+
