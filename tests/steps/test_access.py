@@ -297,8 +297,6 @@ def test_teardown_refuses_while_another_token_uses_the_scope_map(defined, reques
 def test_a_token_of_someone_else_is_never_taken_over(make_site, make_context, request_log):
     """A client token whose name is already used, bound to a scope map this site does not define
     (a sibling's sync token, the module pull token), is refused before any write."""
-    import pytest as _pytest
-    from azure.mgmt.containerregistry import models as acr_models
 
     from crlib.errors import PreconditionFailed
     from crlib.steps.access import ensure_client_access
