@@ -39,13 +39,8 @@ class RunContext:
 
 def secret_store_for(site: Site, profile: TargetProfile) -> SecretStore:
     if site.secrets.store == "keyvault":
-        options = {"connection_verify": profile.connection_verify}
-        vault_url = site.secrets.vault_url
-        if profile.kind == "sandbox":
-            # The sandbox's vault is 127.0.0.1:<port>, not a *.vault.azure.net host: the SDK's check
-            # that the challenge's resource matches the vault's domain cannot pass there.
-            options["verify_challenge_resource"] = False
-            vault_url = vault_url or profile.extra["sandbox"]["key_vault_url"]
+        options = {"connection_verify": profile.connection_verify} | profile.key_vault_options
+        vault_url = site.secrets.vault_url or profile.default_vault_url
         return KeyVaultSecretStore(vault_url, profile.credential, **options)
     return LocalSecretStore(site.secrets.local_dir)
 

@@ -26,16 +26,17 @@ PUBLIC_REGISTRIES = ("mcr.microsoft.com", "docker.io", "registry-1.docker.io", "
 
 
 class DeviceProvisioner(Protocol):
-    """How the edge device learns its connection string (`iotedge config mp` + `apply`)."""
+    """How the edge device learns its connection string (`iotedge config mp` + `apply`).
+    Returns what it did, or None when it can do nothing itself (real hardware)."""
 
-    def provision(self, connection_string: str, *, parent_hostname: str | None = None) -> str: ...
+    def provision(self, connection_string: str, *, parent_hostname: str | None = None) -> str | None: ...
 
 
 class ManualProvisioner:
-    """Real hardware: an engineer runs the generated host provisioning script."""
+    """Real hardware: an engineer runs the generated host provisioning script; crlib cannot."""
 
-    def provision(self, connection_string: str, *, parent_hostname: str | None = None) -> str:
-        return "run the host provisioning script on the device"
+    def provision(self, connection_string: str, *, parent_hostname: str | None = None) -> str | None:
+        return None
 
 
 class SandboxProvisioner:
@@ -60,6 +61,9 @@ class TargetProfile:
     tenant_id: str | None
     connection_verify: str | bool  # a CA bundle path, or True for the system store
     provisioner: DeviceProvisioner
+    # Key Vault client options and a vault to use when the parameters name none.
+    key_vault_options: dict = field(default_factory=dict)
+    default_vault_url: str | None = None
     extra: dict = field(default_factory=dict, repr=False)  # the sandbox status holds its client secret
     # Where this machine reaches public registries (an image source's host name -> host[:port]).
     # Empty for Azure; the sandbox's image source stands in for MCR and Docker Hub.
@@ -82,10 +86,14 @@ def sandbox_profile(site: Site) -> TargetProfile:
     credential = ClientSecretCredential(status["tenant_id"], status["client_id"], status["client_secret"],
                                         authority=status["authority"], disable_instance_discovery=True,
                                         connection_verify=status["ca_bundle"])
+    # The sandbox's vault is 127.0.0.1:<port>, not a *.vault.azure.net host: the SDK's check that
+    # the challenge's resource matches the vault's domain cannot pass there.
     return TargetProfile("sandbox", status["arm_endpoint"], credential,
                          site.subscription_id or status["subscription_id"], status["tenant_id"],
-                         status["ca_bundle"], SandboxProvisioner(status), {"sandbox": status},
-                         dict.fromkeys(PUBLIC_REGISTRIES, status["image_source"]))
+                         status["ca_bundle"], SandboxProvisioner(status),
+                         key_vault_options={"verify_challenge_resource": False},
+                         default_vault_url=status.get("key_vault_url"), extra={"sandbox": status},
+                         registry_hosts=dict.fromkeys(PUBLIC_REGISTRIES, status["image_source"]))
 
 
 def azure_profile(site: Site) -> TargetProfile:

@@ -156,6 +156,11 @@ def provision_device(ctx: RunContext, *, plan: bool = False, parent_hostname: st
     if nested and parent_hostname is None:
         parent_hostname = parent_device_endpoint(ctx)
     outcome = ctx.profile.provisioner.provision(_connection_string(hub, device), parent_hostname=parent_hostname)
+    if outcome is None:
+        # Real hardware: nothing was written; the engineer runs the provisioning script.
+        return StepResult("provision", Status.UNCHANGED, address, details={
+            "action_required": "run the host provisioning script (crlib.steps.provisioning) on the device",
+            "parent_hostname": parent_hostname})
     return StepResult("provision", Status.UPDATED, address, changes=[change],
                       details={"provisioner": outcome, "parent_hostname": parent_hostname})
 

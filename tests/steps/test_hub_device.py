@@ -333,3 +333,19 @@ def test_the_provisioning_script_refuses_a_parent_host_that_is_not_a_host_name(m
     with pytest.raises(ParameterError) as refused:
         provisioning_script(make_context(make_site()), parent_hostname='host"; rm -rf /')
     assert refused.value.field == "parent_hostname"
+
+
+def test_real_hardware_provisioning_writes_nothing_and_asks_for_the_script(sandbox, with_hub):
+    """With a provisioner that cannot reach the device (real hardware), the step says what to do."""
+    import dataclasses
+
+    from crlib.profiles import ManualProvisioner
+
+    _, ctx = with_hub
+    ensure_device(ctx)
+    ctx.profile = dataclasses.replace(ctx.profile, provisioner=ManualProvisioner())
+    first = log_from_now(sandbox, admin=True)
+    result = provision_device(ctx)
+    assert result.status == Status.UNCHANGED and result.changes == []
+    assert "provisioning script" in result.details["action_required"]
+    assert writes(first) == []
