@@ -47,10 +47,20 @@ class _Model(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _no_secret_values(cls, data: object) -> object:
+        def strings(value: object):
+            if isinstance(value, str):
+                yield value
+            elif isinstance(value, dict):
+                for item in value.values():
+                    yield from strings(item)
+            elif isinstance(value, list | tuple):
+                for item in value:
+                    yield from strings(item)
+
         if isinstance(data, dict):
             for key, value in data.items():
-                if isinstance(value, str) and SECRET_LOOKING.search(value):
-                    raise ValueError(f"'{key}' looks like a secret value; parameters hold secret references only")
+                if any(SECRET_LOOKING.search(text) for text in strings(value)):
+                    raise ValueError(f"{key}: looks like a secret value; parameters hold secret references only")
         return data
 
 
@@ -292,10 +302,12 @@ def load(data: dict) -> Site:
         field = _field_of(first)
         if first["type"] == "extra_forbidden":
             message = "unknown parameter"
-        # Checks across sections name their field as "section.field: message".
-        named = re.match(r"^([a-z_]+(?:\.[a-z_]+)+): (.*)$", message, re.S)
+        # Validators that look across fields name the one at fault: "field: message", relative to
+        # where the validator sits ("(site)" for the whole site).
+        named = re.match(r"^([a-z_]+(?:\.[a-z_]+)*): (.*)$", message, re.S)
         if named:
-            field, message = named.group(1), named.group(2)
+            field = named.group(1) if field == "(site)" else f"{field}.{named.group(1)}"
+            message = named.group(2)
         raise ParameterError(field, message) from None
 
 

@@ -142,6 +142,10 @@ def test_secret_values_are_refused_but_references_pass(sandbox):
     data["device"] = {**data["device"], "parent_device": "HostName=h;SharedAccessKey=abc"}
     with pytest.raises(ParameterError, match="secret"):
         params.load(data)
+    nested = site_data(sandbox)
+    nested["connected_registry"]["notifications"] = ["SyncTokenPassword=abc:*:*"]
+    with pytest.raises(ParameterError, match="secret"):
+        params.load(nested)
 
 
 def test_overrides_apply_to_a_parameter_file(tmp_path, sandbox):
