@@ -9,10 +9,8 @@ from __future__ import annotations
 import pytest
 from dxf import exceptions as dxf_errors
 from edge_story import (
-    MODULE_IMAGES,
     all_running,
     dxf_client,
-    make_cloud,
     manifest,
     provision,
     push_small_image,
@@ -20,32 +18,6 @@ from edge_story import (
     wait_for,
 )
 from requests import HTTPError
-
-from crlib.sandbox import control
-
-CLOCK_SPEED = 60
-
-
-@pytest.fixture(scope="module")
-def fast_sandbox(tmp_path_factory):
-    state_dir = tmp_path_factory.mktemp("device-sandbox")
-    status = control.start(state_dir, clock_speed=CLOCK_SPEED)
-    yield status
-    control.stop(state_dir)
-
-
-@pytest.fixture(scope="module")
-def cloud(fast_sandbox):
-    cloud = make_cloud(fast_sandbox)
-    cloud.import_images(MODULE_IMAGES | {"hello-world": "latest"})
-    return cloud
-
-
-@pytest.fixture(scope="module")
-def pull_token(cloud):
-    scope = cloud.scope_map("edgemodules", [f"repositories/{r}/content/read" for r in MODULE_IMAGES])
-    token, password = cloud.token("edgemodules", scope)
-    return token.name, password
 
 
 def deploy_connected_registry(cloud, pull_token, mode: str, *, client_tokens=None, schedule: str = "* * * * *"):

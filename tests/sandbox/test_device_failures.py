@@ -5,31 +5,9 @@ from __future__ import annotations
 import pytest
 from azure.mgmt.containerregistry import models as acr
 from edge_story import MODULE_IMAGES, dxf_client, make_cloud, manifest, provision, unique, wait_for
-from test_device import CLOCK_SPEED, client_token, deploy_connected_registry, wait_fresh_sync, wait_online
+from test_device import client_token, deploy_connected_registry, wait_fresh_sync, wait_online
 
 from crlib.sandbox import control
-
-
-@pytest.fixture(scope="module")
-def fast_sandbox(tmp_path_factory):
-    state_dir = tmp_path_factory.mktemp("device-failures")
-    status = control.start(state_dir, clock_speed=CLOCK_SPEED)
-    yield status
-    control.stop(state_dir)
-
-
-@pytest.fixture(scope="module")
-def cloud(fast_sandbox):
-    cloud = make_cloud(fast_sandbox)
-    cloud.import_images(MODULE_IMAGES | {"hello-world": "latest"})
-    return cloud
-
-
-@pytest.fixture(scope="module")
-def pull_token(cloud):
-    scope = cloud.scope_map("edgemodules", [f"repositories/{r}/content/read" for r in MODULE_IMAGES])
-    token, password = cloud.token("edgemodules", scope)
-    return token.name, password
 
 
 def status_detail(cloud, name: str, code: str):
