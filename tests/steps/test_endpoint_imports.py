@@ -3,15 +3,13 @@ they rely on, against the sandbox through the real SDKs and python-dxf."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-
 import pytest
 import requests
 from azure.mgmt.containerregistry import models as acr
 from dxf import DXF
 from dxf.exceptions import DXFUnauthorizedError
 from requestlog import log_from_now
+from testkit import push_small_image
 
 from crlib import params
 from crlib.errors import PreconditionFailed
@@ -69,22 +67,8 @@ def source_digest(sandbox, image: str) -> str:
 
 
 def push_other_image(client: DXF, tag: str) -> str:
-    """Push a small one-layer image under `tag`; return its digest."""
-    layer = b"not what the source has" * 10
-    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {
-        "type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(layer).hexdigest()]}}).encode()
-    digests = {}
-    for blob in (layer, config):
-        digests[blob] = "sha256:" + hashlib.sha256(blob).hexdigest()
-        client.push_blob(data=iter([blob]), digest=digests[blob])
-    manifest = json.dumps({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digests[config],
-                   "size": len(config)},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digests[layer],
-                    "size": len(layer)}]})
-    client.set_manifest(tag, manifest)
-    return "sha256:" + hashlib.sha256(manifest.encode()).hexdigest()
+    """Push a small one-layer image under `tag` whose content the source does not have."""
+    return push_small_image(client, tag, "not what the source has")
 
 
 # -- the registry and its data endpoint ----------------------------------------------------------------------------

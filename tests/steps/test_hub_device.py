@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 
 import pytest
 from azure.iot.hub.models import ConfigurationContent
+from testkit import wait_for
 
 from crlib import params
 from crlib.errors import ParameterError, PreconditionFailed
@@ -40,15 +40,6 @@ def writes(log) -> list[str]:
     return [f"{r['method']} {r['path']}" for r in log() if r["wrote"]]
 
 
-def wait_for(predicate, *, timeout: float = 30, what: str):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
 @pytest.fixture
