@@ -11,8 +11,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="crlib", description=__doc__)
     parser.add_argument("--version", action="version", version=f"crlib {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    from . import run_cli
     from .sandbox import cli as sandbox_cli
 
+    run_cli.add_parsers(sub)
     sandbox_cli.add_parser(sub)
     args = parser.parse_args(argv)
     return args.func(args)

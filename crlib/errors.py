@@ -4,7 +4,9 @@
     ├── ParameterError      a parameter is invalid; nothing was written
     ├── PreconditionFailed  Azure is not in a state the step can work from; nothing was written
     ├── StepFailed          Azure refused a write; carries the azure-core error
-    └── StepTimeout         a wait ran out; carries a diagnosis of what was still wrong
+    ├── StepTimeout         a wait ran out; carries a diagnosis of what was still wrong
+    ├── NotConfirmed        an apply was asked for without a confirmation; nothing was written
+    └── ArchiveError        a run's archive is incomplete, altered, or holds a secret
 """
 
 from __future__ import annotations
@@ -53,3 +55,14 @@ class StepTimeout(CrlibError):
         self.step = step
         self.message = _redact(message)
         self.diagnosis = [_redact(d) for d in diagnosis or []]
+
+
+class NotConfirmed(CrlibError):
+    """An apply without `confirm: true` (headless) or the Confirm button (interactive)."""
+
+
+class ArchiveError(CrlibError):
+    def __init__(self, run_dir: str, problems: list[str]):
+        super().__init__(f"{run_dir}: " + "; ".join(problems[:5]) + (" …" if len(problems) > 5 else ""))
+        self.run_dir = run_dir
+        self.problems = problems

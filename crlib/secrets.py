@@ -89,6 +89,8 @@ class SecretStore(Protocol):
 
     def delete(self, name: str) -> None: ...
 
+    def names(self, prefix: str = "") -> list[str]: ...
+
 
 def _check_name(name: str) -> str:
     if not _NAME.match(name):
@@ -127,6 +129,12 @@ class LocalSecretStore:
     def delete(self, name: str) -> None:
         self._path(name).unlink(missing_ok=True)
 
+    def names(self, prefix: str = "") -> list[str]:
+        if not self.directory.is_dir():
+            return []
+        return sorted(p.name for p in self.directory.iterdir()
+                      if p.is_file() and p.name.startswith(prefix) and not p.name.startswith("."))
+
 
 class KeyVaultSecretStore:
     """Azure Key Vault, through azure-keyvault-secrets.
@@ -160,3 +168,6 @@ class KeyVaultSecretStore:
         # delete_ succeeds when the secret is already gone.
         with contextlib.suppress(ResourceNotFoundError):
             self._client.begin_delete_secret(_check_name(name)).wait()
+
+    def names(self, prefix: str = "") -> list[str]:
+        return sorted(p.name for p in self._client.list_properties_of_secrets() if p.name.startswith(prefix))

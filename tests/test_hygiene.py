@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = set(project["dependencies"])
-    for extra in ("sandbox", "test"):
+    for extra in ("sandbox", "lab", "test"):
         wanted |= {r for r in project["optional-dependencies"][extra] if not r.startswith("crlib")}
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))

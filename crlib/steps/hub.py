@@ -26,7 +26,7 @@ TIERS = {"F1": "Free", "S1": "Standard", "S2": "Standard", "S3": "Standard", "B1
 MAX_UNITS = {"F1": 1, "S3": 10}  # the others go up to 200, which the parameters already enforce
 
 
-def _arm_error(response) -> str:
+def arm_error(response) -> str:
     try:
         error = response.json().get("error") or {}
     except ValueError:
@@ -49,13 +49,13 @@ def ensure_resource_group(ctx: RunContext, *, plan: bool = False) -> StepResult:
         ctx.state["group"] = {"id": group["id"], "name": group["name"], "location": group["location"]}
         return StepResult("group", Status.UNCHANGED, [group["id"]], details={"location": group["location"]})
     if response.status_code != 404:
-        raise StepFailed("group", f"reading resource group '{site.resource_group}' failed: {_arm_error(response)}")
+        raise StepFailed("group", f"reading resource group '{site.resource_group}' failed: {arm_error(response)}")
     change = f"create resource group '{site.resource_group}' in {site.location}"
     if plan:
         return StepResult("group", Status.PLANNED, changes=[change])
     response = session.put(url, params=query, json={"location": site.location}, timeout=60)
     if not response.ok:
-        raise StepFailed("group", f"creating resource group '{site.resource_group}' failed: {_arm_error(response)}")
+        raise StepFailed("group", f"creating resource group '{site.resource_group}' failed: {arm_error(response)}")
     group = response.json()
     ctx.state["group"] = {"id": group["id"], "name": group["name"], "location": group["location"]}
     return StepResult("group", Status.CREATED, [group["id"]], changes=[change],

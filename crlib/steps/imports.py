@@ -61,7 +61,7 @@ def _head(client, tag: str) -> str | None:
     return digest
 
 
-def _read_source(ctx: RunContext, look: Look) -> None:
+def read_source(ctx: RunContext, look: Look) -> None:
     registry = ctx.site.images.source_registry
     repository, tag = look.image.rsplit(":", 1)
     host = ctx.profile.registry_hosts.get(registry, registry)
@@ -107,7 +107,7 @@ def _look(ctx: RunContext, registry, max_workers: int) -> list[Look]:
     looks = [Look(image, field) for image, field in wanted_images(ctx).items()]
     refresh_token = _refresh_token(ctx, registry.login_server) if registry is not None else None
     with ThreadPoolExecutor(max_workers=max_workers) as pool:
-        reads = [pool.submit(_read_source, ctx, look) for look in looks]
+        reads = [pool.submit(read_source, ctx, look) for look in looks]
         if refresh_token:
             reads += [pool.submit(_read_target, ctx, registry.login_server, refresh_token, look) for look in looks]
         for read in reads:

@@ -1,0 +1,304 @@
+"""What the runbook notebooks call: parameters in, a form, a plan, a confirmation, an apply,
+tables out. Notebooks hold no logic; this module holds all of it.
+
+A notebook's cells, in order:
+
+    params_file = ...; overrides = {}; confirm = False; ...    # the papermill `parameters` cell
+    page = notebook.open_page("03-connected-registry", globals())
+    form = page.form(); form          # widgets, shown only interactively
+    page.read_form(form)              # the one cell that reads the form, headless or not
+    page.plan()
+    page.confirmation()               # a Confirm button interactively; `confirm: true` headless
+    page.apply()
+    page.details()
+
+`open_page` closes papermill's gaps: a parameter it does not know is an error (papermill only
+warns), and booleans passed as strings (`-p confirm false`) are read strictly, not as truthy.
+Every step start, result and failure is appended to `results_path` (JSON lines) when set, which
+is how `crlib run` knows which step a notebook was in when it stopped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import yaml
+
+from . import params as parameters
+from . import runbook
+from .errors import CrlibError, NotConfirmed, ParameterError
+from .forms import Form
+from .results import StepResult
+from .secrets import MASKER
+
+# The parameters every notebook's `parameters` cell defines, with the help papermill shows.
+COMMON_PARAMETERS = {
+    "params_file": ("../parameters/sandbox.yaml", "the site's parameter file (YAML); secrets appear there only as "
+                                                  "references"),
+    "overrides": ({}, "dotted parameters over the file, e.g. {'connected_registry.mode': 'ReadOnly'}"),
+    "confirm": (False, "true: apply without asking (a headless run needs it); false: wait for the Confirm button"),
+    "plan_only": (False, "true: show the plan and stop; nothing is written"),
+    "interactive": (True, "false for headless runs (crlib run, papermill): no form is shown"),
+    "results_path": ("", "JSON-lines file that collects each step's start, result or failure (set by crlib run)"),
+}
+_BOOLEANS = ("confirm", "plan_only", "interactive")
+_IPYTHON_NAMES = {"In", "Out"}
+_PARAMETER_TYPES = (str, int, float, bool, list, dict, type(None))
+
+
+def parameter_names(phase: runbook.Phase) -> list[str]:
+    return [*COMMON_PARAMETERS, *phase.option_names]
+
+
+def _bool(name: str, value: object) -> bool:
+    try:
+        coerced = parameters._strict_bool(value)
+    except ValueError as exc:
+        raise ParameterError(name, str(exc)) from None
+    if not isinstance(coerced, bool):
+        raise ParameterError(name, f"{value!r} is not a boolean (true/false)")
+    return coerced
+
+
+def _overrides(value: object) -> dict:
+    if isinstance(value, str):
+        try:
+            value = yaml.safe_load(value) if value.strip() else {}
+        except yaml.YAMLError as exc:
+            raise ParameterError("overrides", f"is not a YAML or JSON mapping: {exc}") from None
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ParameterError("overrides", "must be a mapping of dotted parameter names to values")
+    return value
+
+
+def open_page(notebook: str, namespace: dict) -> Page:
+    """Read a notebook's parameters from its namespace (after papermill's injection), strictly."""
+    phase = runbook.phase(notebook)
+    known = set(parameter_names(phase))
+    unknown = sorted(name for name, value in namespace.items()
+                     if not name.startswith("_") and name not in _IPYTHON_NAMES and name not in known
+                     and isinstance(value, _PARAMETER_TYPES))
+    if unknown:
+        raise ParameterError(unknown[0], f"is not a parameter of {phase.notebook}; its parameters are "
+                                         f"{', '.join(parameter_names(phase))}")
+    values = {name: namespace.get(name, COMMON_PARAMETERS.get(name, (False,))[0]) for name in known}
+    for name in [*_BOOLEANS, *phase.option_names]:
+        values[name] = _bool(name, values[name])
+    values["overrides"] = _overrides(values["overrides"])
+    return Page(phase, values)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+def _table(rows: list[dict], columns: list[str]):
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=columns)
+
+
+def results_table(results: list[StepResult]):
+    """One row per step: status, duration, what changed, resource ids and (masked) secrets."""
+    return _table([{"step": r.step, "status": str(r.status), "duration_s": r.duration_s,
+                    "changes": "\n".join(r.changes) or "(none)", "resource_ids": "\n".join(r.resource_ids),
+                    "secrets": ", ".join(f"{k}: {v}" for k, v in r.secrets.items())} for r in results],
+                  ["step", "status", "duration_s", "changes", "resource_ids", "secrets"])
+
+
+class _Shown:
+    """Something a cell shows only in an interactive session; headless it shows one line of text."""
+
+    def __init__(self, widget, interactive: bool, headless_text: str):
+        self.widget, self.interactive, self.headless_text = widget, interactive, headless_text
+
+    def _ipython_display_(self):
+        from IPython.display import Markdown, display
+
+        display(self.widget if self.interactive else Markdown(self.headless_text))
+
+
+class Page:
+    """One notebook's session: its phase, its parameters and what its cells did."""
+
+    def __init__(self, phase: runbook.Phase, values: dict):
+        self.phase = phase
+        self.values = values
+        self.form_overrides: dict[str, object] = {}
+        self.site = parameters.load_file(values["params_file"], values["overrides"])
+        self.options = {name: values[name] for name in phase.option_names}
+        self.planned: list[StepResult] | None = None
+        self.applied: list[StepResult] = []
+        self._confirm_button = None
+        self._context = None
+
+    # -- recording ----------------------------------------------------------------------------------
+    def _record(self, event: str, **fields) -> None:
+        path = self.values["results_path"]
+        if not path:
+            return
+        line = MASKER.redact(json.dumps({"event": event, "notebook": self.phase.notebook, "time": _now(), **fields},
+                                        default=str))
+        with Path(path).open("a") as fh:
+            fh.write(line + "\n")
+
+    @property
+    def context(self):
+        if self._context is None:
+            from .context import open_context
+
+            self._context = open_context(self.site)
+        return self._context
+
+    def _step_options(self) -> dict[str, dict]:
+        return {step: {name: self.options[name] for name in names} for step, names in self.phase.options.items()}
+
+    # -- cells --------------------------------------------------------------------------------------
+    def form(self) -> _Shown:
+        """The form, prefilled from the parameters; interactive sessions show it."""
+        options = {name: (self.options[name], help_text) for per_step in self.phase.options.values()
+                   for name, help_text in per_step.items()}
+        self._form = Form(self.site, self.phase.fields, options)
+        return _Shown(self._form, self.values["interactive"],
+                      f"*Form not shown (headless): parameters come from `{self.values['params_file']}` "
+                      "and `overrides`.*")
+
+    def read_form(self, shown: _Shown | Form | None = None):
+        """Apply the form's edits to the parameters and validate them again; a table of the values."""
+        form = shown.widget if isinstance(shown, _Shown) else shown or getattr(self, "_form", None)
+        if form is not None:
+            self.form_overrides = form.overrides()
+            self.options |= form.option_values()
+            self.site = parameters.load_file(self.values["params_file"],
+                                             self.values["overrides"] | self.form_overrides)
+            self._context, self.planned = None, None
+            if self._confirm_button is not None:
+                self._confirm_button.value = False
+        data = self.site.model_dump(mode="json")
+        rows = []
+        for dotted in self.phase.fields:
+            value = data
+            for part in dotted.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            source = ("form" if dotted in self.form_overrides else
+                      "overrides" if dotted in self.values["overrides"] else "parameter file")
+            rows.append({"parameter": dotted, "value": json.dumps(value) if not isinstance(value, str) else value,
+                         "source": source})
+        rows += [{"parameter": name, "value": json.dumps(value), "source": "notebook"}
+                 for name, value in self.options.items()]
+        return _table(rows, ["parameter", "value", "source"])
+
+    def plan(self):
+        """What applying would change, one row per change; nothing is written."""
+        from .runbook import RunFailed
+
+        try:
+            self.planned = runbook.run(self.context, plan=True, only=self.phase.steps, options=self._step_options())
+        except RunFailed as exc:
+            self._record("failed", step=exc.step, error=str(exc), type=type(exc.error).__name__, plan=True)
+            raise
+        for result in self.planned:
+            self._record("plan", **result.to_dict())
+        rows = [{"step": r.step, "status": str(r.status), "change": change}
+                for r in self.planned for change in (r.changes or ["(nothing to do)"])]
+        return _table(rows, ["step", "status", "change"])
+
+    def confirmation(self):
+        """Interactively, a Confirm button; headless, what `confirm` and `plan_only` say."""
+        if self.values["plan_only"]:
+            return _Shown(None, False, "**Plan only:** nothing will be applied.")
+        if self.values["confirm"] or not self.values["interactive"]:
+            said = "confirmed by the parameter `confirm: true`" if self.values["confirm"] else \
+                "not confirmed: a headless run applies only with `confirm: true`"
+            return _Shown(None, False, f"**Apply:** {said}.")
+        import ipywidgets as w
+
+        self._confirm_button = w.ToggleButton(value=False, description="Confirm apply", button_style="warning",
+                                              icon="check", tooltip="Apply the plan above when the next cell runs")
+        self._confirm_button.add_class("crlib-confirm")
+        return _Shown(self._confirm_button, True, "")
+
+    def _confirmed(self) -> bool:
+        if self.values["confirm"]:
+            return True
+        if not self.values["interactive"]:
+            raise NotConfirmed("confirm: a headless run applies only with confirm: true "
+                               "(or plan_only: true to stop at the plan)")
+        if self.planned is None:
+            raise NotConfirmed("plan: run the plan cell first, then confirm it")
+        if self._confirm_button is None or not self._confirm_button.value:
+            raise NotConfirmed("confirm: press 'Confirm apply' above, then run this cell again")
+        return True
+
+    def apply(self):
+        """Run the phase's steps for real; a table of what each did. A failure names its step."""
+        from .runbook import RunFailed
+
+        if self.values["plan_only"]:
+            return _table([{"step": s, "status": "not applied (plan only)"} for s in self.phase.steps],
+                          ["step", "status"])
+        self._confirmed()
+        self.applied = []
+
+        def started(step: str) -> None:
+            self._record("start", step=step)
+
+        def finished(result: StepResult) -> None:
+            self.applied.append(result)
+            self._record("result", **result.to_dict())
+
+        try:
+            runbook.run(self.context, only=self.phase.steps, options=self._step_options(),
+                        on_start=started, on_result=finished)
+        except RunFailed as exc:
+            self._record("failed", step=exc.step, error=str(exc), type=type(exc.error).__name__)
+            raise
+        return results_table(self.applied)
+
+    def host_script(self):
+        """The device's host provisioning script (it holds no secret: the connection string stays in
+        a root-only file on the device)."""
+        from IPython.display import Markdown
+
+        from .steps.provisioning import provisioning_script
+
+        return Markdown(f"```bash\n{provisioning_script(self.context)}\n```")
+
+    def readiness(self):
+        """Where the device stands: waiting for modules ($edgeAgent 417), ready, or what is wrong."""
+        from .steps.device import device_readiness
+
+        view = device_readiness(self.context)
+        rows = [{"aspect": "state", "value": view["state"]},
+                {"aspect": "connection", "value": str(view["connection_state"])},
+                {"aspect": "$edgeAgent code", "value": str(view["code"])}]
+        rows += [{"aspect": f"module {name}", "value": status} for name, status in view["modules"].items()]
+        rows += [{"aspect": "diagnosis", "value": text} for text in view["diagnosis"]]
+        return _table(rows, ["aspect", "value"])
+
+    def manifest(self):
+        """The deployment manifest as recorded: secrets replaced by references to the secret store."""
+        from IPython.display import Markdown
+
+        from .steps.manifest import build_manifest
+
+        record = build_manifest(self.context, record=True)
+        return Markdown(f"```json\n{MASKER.redact(json.dumps(record, indent=2))}\n```")
+
+    def details(self):
+        """What the steps found or did beyond the status: hosts, digests, versions, checks."""
+        rows = []
+        for result in self.applied or self.planned or []:
+            for key, value in result.details.items():
+                if key == "record":  # the manifest's record copy is long; the archive keeps it in results
+                    value = "(kept in the run's results)"
+                shown = value if isinstance(value, str) else json.dumps(value, default=str)
+                rows.append({"step": result.step, "detail": key, "value": MASKER.redact(shown)})
+        return _table(rows, ["step", "detail", "value"])
+
+
+__all__ = ["COMMON_PARAMETERS", "CrlibError", "Page", "open_page", "parameter_names", "results_table"]

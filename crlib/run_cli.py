@@ -1,0 +1,110 @@
+"""`crlib run` and `crlib archive verify|list`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import archive, runbook
+from .errors import CrlibError, ParameterError
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser("run", help="run the runbook's notebooks headless and archive them",
+                         description="Execute the notebooks in order through papermill into "
+                                     "runs/<UTC>-<site>-<id>/, with run.json and SHA256SUMS.")
+    run.add_argument("params", nargs="?", type=Path, help="the site's parameter file (with --resume: a fixed one)")
+    run.add_argument("--only", nargs="+", metavar="NOTEBOOK",
+                     help=f"notebooks to run, by name or number ({', '.join(runbook.PHASE_NAMES)}); "
+                          "default: 00 to 06")
+    run.add_argument("--plan", action="store_true", help="show every notebook's plan; write nothing")
+    run.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                     help="continue a run from its first notebook that did not complete")
+    run.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run folders go (default: runs)")
+    run.add_argument("--cell-timeout", type=float, default=None, metavar="SECONDS",
+                     help="fail a notebook whose cell runs longer than this (default: no limit)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.set_defaults(func=_run)
+
+    arch = sub.add_parser("archive", help="check and list run archives")
+    commands = arch.add_subparsers(dest="archive_command", required=True)
+    verify = commands.add_parser("verify", help="check an archive's hashes and scan it for secrets")
+    verify.add_argument("run_dir", type=Path)
+    verify.set_defaults(func=_verify)
+    listing = commands.add_parser("list", help="a table of runs")
+    listing.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    listing.set_defaults(func=_list)
+
+
+def _summary(record: dict) -> str:
+    import pandas as pd
+
+    rows = [{"notebook": n["name"], "status": n["status"], "duration_s": n.get("duration_s", "")}
+            for n in record["notebooks"]]
+    steps = pd.DataFrame(record["steps"], columns=["step", "notebook", "status", "duration_s"])
+    return (pd.DataFrame(rows).to_string(index=False) + "\n\n" + steps.to_string(index=False)
+            if not steps.empty else pd.DataFrame(rows).to_string(index=False))
+
+
+def _run(args: argparse.Namespace) -> int:
+    from . import runner
+
+    try:
+        if args.resume:
+            run = runner.Run.resume(args.resume, args.params)
+        else:
+            if args.params is None:
+                raise ParameterError("params", "give a parameter file, or --resume RUN_DIR")
+            run = runner.Run.create(args.params, runs_dir=args.runs_dir, phases=runner.select_phases(args.only),
+                                    plan=args.plan)
+        record = run.run(cell_timeout=args.cell_timeout, progress=not args.no_progress)
+    except CrlibError as exc:
+        print(f"crlib run: {exc}", file=sys.stderr)
+        return 2
+    print(_summary(record))
+    print(f"\narchive: {run.dir}")
+    if record["status"] != "succeeded":
+        failed = record["failed"]
+        print(f"crlib run: failed in {failed['notebook']} at step {failed['step']} ({failed['reason']}): "
+              f"{failed['error']}", file=sys.stderr)
+        print(f"after fixing it: crlib run --resume {run.dir}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def archive_secrets(run_dir: Path) -> tuple[set[str], str]:
+    """The secrets of the run's site, from its secret store, and where they came from."""
+    from .params import load_file
+
+    site = load_file(run_dir / "parameters.yaml")
+    try:
+        from .context import secret_store_for
+        from .profiles import profile_for
+        from .secrets import LocalSecretStore
+
+        store = (LocalSecretStore(site.secrets.local_dir) if site.secrets.store == "local"
+                 else secret_store_for(site, profile_for(site)))
+        return archive.store_secrets(store, f"crlib-{site.site}-"), f"{site.secrets.store} secret store"
+    except Exception as exc:  # an unreachable store still leaves the hash and shape checks
+        return set(), f"secret shapes only ({site.secrets.store} store unreachable: {type(exc).__name__})"
+
+
+def _verify(args: argparse.Namespace) -> int:
+    secrets, source = archive_secrets(args.run_dir)
+    problems = archive.verify(args.run_dir, secrets=secrets)
+    files = len(archive.archived_files(args.run_dir))
+    if problems:
+        print(f"{args.run_dir}: NOT verified ({len(problems)} problems)", file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
+    print(f"{args.run_dir}: verified: {files} files match SHA256SUMS; no secret found "
+          f"({len(secrets)} known secrets from the {source}, plus secret shapes)")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    table = archive.list_runs(args.runs_dir)
+    print(table.to_string(index=False) if not table.empty else f"no runs in {args.runs_dir}")
+    return 0

@@ -1,0 +1,257 @@
+"""`crlib run`: the runbook's notebooks, executed headless by papermill, archived as a change record.
+
+Each notebook runs in the run folder (so the parameter file it reads is the archived copy, by a
+relative path), writes its step events to a JSON-lines file, and is then sanitised into
+`notebooks/`. The record (`run.json`) is written after every notebook, so a killed run leaves what
+it did; its final status comes from what the runner saw (papermill's exception, a cell timeout,
+a dead kernel) and the step events, never from papermill's metadata, which calls a timed-out
+notebook "completed". `--resume RUN_DIR` continues from the first notebook that did not complete.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import secrets as random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import __version__, archive, runbook
+from .errors import CrlibError, ParameterError
+from .params import load_file
+from .secrets import MASKER
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+PARTIAL = ".partial"
+EVENTS = "steps.jsonl"
+
+
+def _utc(moment: float | None = None) -> str:
+    return dt.datetime.fromtimestamp(moment or time.time(), dt.UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class Outcome:
+    """How one notebook ended, as the runner saw it."""
+
+    status: str  # completed, failed, not run
+    failure: str | None = None  # error, cell timeout, dead kernel, kernel start
+    error: str | None = None
+    step: str | None = None
+    events: list[dict] = field(default_factory=list)
+
+
+def _read_events(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _failing_step(events: list[dict], phase: runbook.Phase) -> str:
+    failed = [e for e in events if e["event"] == "failed"]
+    if failed:
+        return failed[-1]["step"]
+    finished = {e["step"] for e in events if e["event"] == "result"}
+    started = [e["step"] for e in events if e["event"] == "start" and e["step"] not in finished]
+    if started:
+        return started[-1]
+    return f"{phase.notebook} (before its steps: parameters, plan or confirmation)"
+
+
+def _check_parameters(source: Path, phase: runbook.Phase, parameters: dict) -> None:
+    """papermill only warns about parameters a notebook does not declare; refuse them here."""
+    import papermill
+
+    declared = set(papermill.inspect_notebook(str(source)))
+    unknown = sorted(set(parameters) - declared)
+    if unknown:
+        raise ParameterError(unknown[0], f"is not a parameter of {phase.notebook} (it takes {', '.join(declared)})")
+
+
+def execute(phase: runbook.Phase, run_dir: Path, parameters: dict, *, notebooks_dir: Path,
+            cell_timeout: float | None) -> Outcome:
+    """Run one notebook with papermill into the run folder's partial area; say how it ended."""
+    import papermill
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    from papermill.exceptions import PapermillExecutionError
+
+    source = notebooks_dir / f"{phase.notebook}.ipynb"
+    partial = run_dir / PARTIAL
+    partial.mkdir(exist_ok=True)
+    events_path = partial / f"{phase.notebook}.jsonl"
+    events_path.unlink(missing_ok=True)
+    values = parameters | {"results_path": f"{PARTIAL}/{events_path.name}"}
+    _check_parameters(source, phase, values)
+    outcome = Outcome("completed")
+    try:
+        papermill.execute_notebook(str(source), str(partial / f"{phase.notebook}.ipynb"), parameters=values,
+                                   cwd=str(run_dir), kernel_name="python3", progress_bar=False, log_output=False,
+                                   execution_timeout=cell_timeout, request_save_on_cell_execute=True)
+    except PapermillExecutionError as exc:
+        outcome = Outcome("failed", "error", f"{exc.ename}: {exc.evalue}")
+    except CellTimeoutError as exc:
+        outcome = Outcome("failed", "cell timeout", f"a cell ran longer than {cell_timeout} s: {exc}".splitlines()[0])
+    except DeadKernelError as exc:
+        outcome = Outcome("failed", "dead kernel", str(exc).splitlines()[0] if str(exc) else "the kernel died")
+    except RuntimeError as exc:  # the kernel did not start
+        outcome = Outcome("failed", "kernel start", str(exc))
+    outcome.events = _read_events(events_path)
+    if outcome.status == "failed":
+        outcome.step = _failing_step(outcome.events, phase)
+        outcome.error = MASKER.redact(outcome.error or "")
+    return outcome
+
+
+class Run:
+    """One run folder: its record, its notebooks, its seal."""
+
+    def __init__(self, run_dir: Path, record: dict):
+        self.dir = run_dir
+        self.record = record
+
+    # -- creating and resuming --------------------------------------------------------------------
+    @classmethod
+    def create(cls, params_path: Path, *, runs_dir: Path, phases: list[runbook.Phase], plan: bool) -> Run:
+        site = load_file(params_path)  # refuse bad parameters before any folder or request
+        started = time.time()
+        stamp = dt.datetime.fromtimestamp(started, dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        run_dir = runs_dir / f"{stamp}-{site.site}-{random.token_hex(3)}"
+        (run_dir / "notebooks").mkdir(parents=True)
+        shutil.copyfile(params_path, run_dir / "parameters.yaml")
+        record = {"run": run_dir.name, "site": site.site, "crlib_version": __version__, "status": "running",
+                  "plan_only": plan, "started": _utc(started), "finished": None, "duration_s": None,
+                  "operator": {"local_user": getpass.getuser()}, "tenant": None, "subscription": None,
+                  "target": {"kind": site.target.kind}, "parameters": None, "parameters_sha256": None,
+                  "notebooks": [{"name": p.notebook, "status": "not run"} for p in phases],
+                  "steps": [], "failed": None, "attempts": [], "secrets_masked": 0}
+        run = cls(run_dir, record)
+        run._describe_parameters()
+        return run
+
+    @classmethod
+    def resume(cls, run_dir: Path, params_path: Path | None = None) -> Run:
+        record = archive.read_record(run_dir)
+        if record["status"] == "succeeded":
+            raise CrlibError(f"{run_dir.name} already succeeded; nothing to resume")
+        archive.unseal(run_dir)
+        (run_dir / archive.SUMS).unlink(missing_ok=True)
+        if params_path is not None:
+            load_file(params_path)
+            shutil.copyfile(params_path, run_dir / "parameters.yaml")
+        run = cls(run_dir, record)
+        run._describe_parameters()
+        return run
+
+    def _describe_parameters(self) -> None:
+        path = self.dir / "parameters.yaml"
+        site = load_file(path)
+        self.site = site
+        self.record["parameters"] = json.loads(MASKER.redact(json.dumps(site.model_dump(mode="json"))))
+        self.record["parameters_sha256"] = archive.sha256_file(path)
+
+    def describe_target(self) -> None:
+        """Tenant, subscription and who signed in, read from the credential (never a secret)."""
+        from .context import open_context
+        from .steps.prerequisites import signed_in
+
+        ctx = open_context(self.site)
+        who = signed_in(ctx)
+        self.record.update(tenant=who["tenant"], subscription=who["subscription"])
+        self.record["operator"]["identity"] = who["identity"]
+        self.record["target"] = {"kind": who["target"], "arm_endpoint": ctx.profile.arm_endpoint}
+        self.secret_store = ctx.secrets
+
+    # -- running ----------------------------------------------------------------------------------
+    def pending(self) -> list[runbook.Phase]:
+        return [runbook.phase(n["name"]) for n in self.record["notebooks"] if n["status"] != "completed"]
+
+    def known_secrets(self) -> set[str]:
+        return archive.store_secrets(self.secret_store, f"crlib-{self.site.site}-") | MASKER.values()
+
+    def run(self, *, notebooks_dir: Path = NOTEBOOKS_DIR, cell_timeout: float | None = None,
+            progress: bool = True) -> dict:
+        from tqdm.auto import tqdm
+
+        pending = self.pending()
+        attempt = {"started": _utc(), "from": pending[0].notebook if pending else None,
+                   "parameters_sha256": self.record["parameters_sha256"], "status": "running"}
+        self.record["attempts"].append(attempt)
+        self.record.update(status="running", failed=None)
+        self.describe_target()
+        seen = self.seen = self.known_secrets()
+        self._save()
+        parameters = {"params_file": "parameters.yaml", "interactive": False,
+                      "confirm": not self.record["plan_only"], "plan_only": self.record["plan_only"]}
+        bar = tqdm(pending, desc="crlib run", unit="notebook", disable=not progress)
+        for phase in bar:
+            bar.set_postfix_str(phase.notebook)
+            source = notebooks_dir / f"{phase.notebook}.ipynb"
+            entry = next(n for n in self.record["notebooks"] if n["name"] == phase.notebook)
+            entry.update(source_sha256=archive.sha256_file(source), status="running", started=_utc())
+            began = time.monotonic()
+            outcome = execute(phase, self.dir, parameters, notebooks_dir=notebooks_dir, cell_timeout=cell_timeout)
+            seen |= self.known_secrets()
+            self._archive_notebook(phase, outcome, seen, attempt=len(self.record["attempts"]))
+            entry.update(status=outcome.status, duration_s=round(time.monotonic() - began, 2))
+            if outcome.status == "failed":
+                entry.update(failure=outcome.failure, step=outcome.step)
+                self.record["failed"] = {"notebook": phase.notebook, "step": outcome.step,
+                                         "reason": outcome.failure, "error": outcome.error}
+                break
+            self._save(seen)
+        bar.close()
+        self.record["status"] = "failed" if self.record["failed"] else "succeeded"
+        attempt.update(finished=_utc(), status=self.record["status"])
+        self._finish(seen)
+        return self.record
+
+    def _archive_notebook(self, phase: runbook.Phase, outcome: Outcome, secrets: set[str], *, attempt: int) -> None:
+        partial = self.dir / PARTIAL / f"{phase.notebook}.ipynb"
+        source = partial if partial.is_file() else NOTEBOOKS_DIR / f"{phase.notebook}.ipynb"
+        notebook = json.loads(source.read_text())
+        roots = archive.local_roots(self.dir, NOTEBOOKS_DIR.parent)
+        clean, masked = archive.sanitise_notebook(notebook, name=phase.notebook, failure=outcome.failure,
+                                                  secrets=secrets, roots=roots)
+        self.record["secrets_masked"] += masked
+        (self.dir / "notebooks" / f"{phase.notebook}.ipynb").write_text(json.dumps(clean, indent=1,
+                                                                                   ensure_ascii=False) + "\n")
+        with (self.dir / EVENTS).open("a") as fh:
+            for event in outcome.events:
+                text, masked = archive.scrub(json.dumps(event | {"attempt": attempt}), secrets, roots)
+                self.record["secrets_masked"] += masked
+                fh.write(text + "\n")
+        steps = {s["step"]: s for s in self.record["steps"]}
+        for event in outcome.events:
+            if event["event"] in ("result", "plan"):
+                steps[event["step"]] = {"step": event["step"], "notebook": phase.notebook, "status": event["status"],
+                                        "duration_s": event.get("duration_s"), "resource_ids": event["resource_ids"],
+                                        "changes": event["changes"]}
+        if outcome.step and outcome.step in {s for p in runbook.PHASES for s in p.steps}:
+            steps[outcome.step] = {"step": outcome.step, "notebook": phase.notebook, "status": "failed",
+                                   "duration_s": None, "resource_ids": [], "changes": [], "reason": outcome.failure}
+        order = [s for p in runbook.PHASES for s in p.steps]
+        self.record["steps"] = sorted(steps.values(), key=lambda s: order.index(s["step"]))
+        shutil.rmtree(self.dir / PARTIAL, ignore_errors=True)
+
+    def _save(self, secrets: set[str] = frozenset()) -> None:
+        text, _ = archive.scrub(json.dumps(self.record, indent=2), secrets, archive.local_roots(self.dir))
+        (self.dir / archive.RECORD).write_text(text + "\n")
+
+    def _finish(self, secrets: set[str]) -> None:
+        finished = time.time()
+        self.record["finished"] = _utc(finished)
+        started = dt.datetime.fromisoformat(self.record["started"]).timestamp()
+        self.record["duration_s"] = round(finished - started, 1)
+        shutil.rmtree(self.dir / PARTIAL, ignore_errors=True)
+        self._save(secrets)
+        archive.seal(self.dir)
+
+
+def select_phases(only: list[str] | None) -> list[runbook.Phase]:
+    if not only:
+        return list(runbook.DEFAULT_PHASES)
+    chosen = {runbook.phase(name).notebook for name in only}
+    return [p for p in runbook.PHASES if p.notebook in chosen]
