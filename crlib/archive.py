@@ -53,9 +53,10 @@ def archived_files(run_dir: Path) -> list[Path]:
 
 
 # -- secrets and paths ----------------------------------------------------------------------------
-def local_roots(*extra: Path | str | None) -> list[tuple[str, str]]:
-    """(absolute path, placeholder) pairs to take out of archived text, longest first."""
-    roots = [(str(Path(p).resolve()), "<local>") for p in extra if p]
+def local_roots(named: dict[str, Path | str | None]) -> list[tuple[str, str]]:
+    """(absolute path, placeholder) pairs to take out of archived text, longest first; `named`
+    maps placeholders (e.g. "<run>") to the paths they stand for."""
+    roots = [(str(Path(path).expanduser().resolve()), name) for name, path in named.items() if path]
     roots += [(sys.prefix, "<python>"), (sys.base_prefix, "<python>"), (str(Path.cwd()), "<cwd>"),
               (str(Path.home()), "~")]
     return sorted({r for r in roots if len(r[0]) > 1}, key=lambda r: len(r[0]), reverse=True)
@@ -68,7 +69,8 @@ def scrub(text: str, secrets: Iterable[str], roots: list[tuple[str, str]]) -> tu
         masked += text.count(value)
         text = text.replace(value, MASK)
     for root, placeholder in roots:
-        text = text.replace(root + "/", placeholder + "/").replace(root + '"', placeholder + '"')
+        # The whole path component only: /tmp/run must not eat the start of /tmp/run2.
+        text = re.sub(re.escape(root) + r"(?![\w.-])", placeholder, text)
     return text, masked
 
 

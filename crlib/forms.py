@@ -83,7 +83,7 @@ def _widget(dotted: str, value, *, description: str | None = None):
     info = _field_info(dotted) if description is None else None
     kind, choices = _kind(info.annotation) if info is not None else ("bool", ())
     tooltip = description or (info.description if info is not None else None) or dotted
-    common = {"description": dotted.split(".")[-1], "description_tooltip": tooltip,
+    common = {"description": dotted.split(".")[-1], "tooltip": tooltip,
               "style": {"description_width": "12em"}, "layout": w.Layout(width="42em")}
     if kind == "choice":
         widget = w.Dropdown(options=[str(c) for c in choices], value=str(value), **common)

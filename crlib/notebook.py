@@ -259,6 +259,19 @@ class Page:
             raise
         return results_table(self.applied)
 
+    def _after_apply(self, show):
+        """Views of what apply built; in a plan-only run those things may not exist yet."""
+        from IPython.display import Markdown
+
+        from .errors import PreconditionFailed
+
+        try:
+            return show()
+        except PreconditionFailed as exc:
+            if not self.values["plan_only"]:
+                raise
+            return Markdown(f"*Not available until applied: {exc}*")
+
     def host_script(self):
         """The device's host provisioning script (it holds no secret: the connection string stays in
         a root-only file on the device)."""
@@ -266,10 +279,13 @@ class Page:
 
         from .steps.provisioning import provisioning_script
 
-        return Markdown(f"```bash\n{provisioning_script(self.context)}\n```")
+        return self._after_apply(lambda: Markdown(f"```bash\n{provisioning_script(self.context)}\n```"))
 
     def readiness(self):
         """Where the device stands: waiting for modules ($edgeAgent 417), ready, or what is wrong."""
+        return self._after_apply(self._readiness)
+
+    def _readiness(self):
         from .steps.device import device_readiness
 
         view = device_readiness(self.context)
@@ -286,8 +302,8 @@ class Page:
 
         from .steps.manifest import build_manifest
 
-        record = build_manifest(self.context, record=True)
-        return Markdown(f"```json\n{MASKER.redact(json.dumps(record, indent=2))}\n```")
+        return self._after_apply(lambda: Markdown(
+            f"```json\n{MASKER.redact(json.dumps(build_manifest(self.context, record=True), indent=2))}\n```"))
 
     def details(self):
         """What the steps found or did beyond the status: hosts, digests, versions, checks."""

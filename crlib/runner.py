@@ -41,6 +41,7 @@ class Outcome:
     failure: str | None = None  # error, cell timeout, dead kernel, kernel start
     error: str | None = None
     step: str | None = None
+    cell: str | None = None  # the failing cell's first line, when papermill names it
     events: list[dict] = field(default_factory=list)
 
 
@@ -50,7 +51,8 @@ def _read_events(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _failing_step(events: list[dict], phase: runbook.Phase) -> str:
+def _failing_step(events: list[dict], phase: runbook.Phase, cell: str | None) -> str:
+    """The step a notebook was in when it stopped; else the cell, for failures outside any step."""
     failed = [e for e in events if e["event"] == "failed"]
     if failed:
         return failed[-1]["step"]
@@ -58,7 +60,7 @@ def _failing_step(events: list[dict], phase: runbook.Phase) -> str:
     started = [e["step"] for e in events if e["event"] == "start" and e["step"] not in finished]
     if started:
         return started[-1]
-    return f"{phase.notebook} (before its steps: parameters, plan or confirmation)"
+    return f"{phase.notebook}, cell `{cell}`" if cell else f"{phase.notebook}, outside its steps"
 
 
 def _check_parameters(source: Path, phase: runbook.Phase, parameters: dict) -> None:
@@ -91,7 +93,8 @@ def execute(phase: runbook.Phase, run_dir: Path, parameters: dict, *, notebooks_
                                    cwd=str(run_dir), kernel_name="python3", progress_bar=False, log_output=False,
                                    execution_timeout=cell_timeout, request_save_on_cell_execute=True)
     except PapermillExecutionError as exc:
-        outcome = Outcome("failed", "error", f"{exc.ename}: {exc.evalue}")
+        first_line = next((line for line in (exc.source or "").splitlines() if line.strip()), None)
+        outcome = Outcome("failed", "error", f"{exc.ename}: {exc.evalue}", cell=first_line)
     except CellTimeoutError as exc:
         outcome = Outcome("failed", "cell timeout", f"a cell ran longer than {cell_timeout} s: {exc}".splitlines()[0])
     except DeadKernelError as exc:
@@ -100,7 +103,7 @@ def execute(phase: runbook.Phase, run_dir: Path, parameters: dict, *, notebooks_
         outcome = Outcome("failed", "kernel start", str(exc))
     outcome.events = _read_events(events_path)
     if outcome.status == "failed":
-        outcome.step = _failing_step(outcome.events, phase)
+        outcome.step = _failing_step(outcome.events, phase, outcome.cell)
         outcome.error = MASKER.redact(outcome.error or "")
     return outcome
 
@@ -212,7 +215,7 @@ class Run:
         partial = self.dir / PARTIAL / f"{phase.notebook}.ipynb"
         source = partial if partial.is_file() else NOTEBOOKS_DIR / f"{phase.notebook}.ipynb"
         notebook = json.loads(source.read_text())
-        roots = archive.local_roots(self.dir, NOTEBOOKS_DIR.parent)
+        roots = self._roots()
         clean, masked = archive.sanitise_notebook(notebook, name=phase.notebook, failure=outcome.failure,
                                                   secrets=secrets, roots=roots)
         self.record["secrets_masked"] += masked
@@ -236,8 +239,13 @@ class Run:
         self.record["steps"] = sorted(steps.values(), key=lambda s: order.index(s["step"]))
         shutil.rmtree(self.dir / PARTIAL, ignore_errors=True)
 
+    def _roots(self) -> list[tuple[str, str]]:
+        return archive.local_roots({"<run>": self.dir, "<repo>": NOTEBOOKS_DIR.parent,
+                                    "<secrets>": self.site.secrets.local_dir,
+                                    "<sandbox>": self.site.target.sandbox_state_dir})
+
     def _save(self, secrets: set[str] = frozenset()) -> None:
-        text, _ = archive.scrub(json.dumps(self.record, indent=2), secrets, archive.local_roots(self.dir))
+        text, _ = archive.scrub(json.dumps(self.record, indent=2), secrets, self._roots())
         (self.dir / archive.RECORD).write_text(text + "\n")
 
     def _finish(self, secrets: set[str]) -> None:

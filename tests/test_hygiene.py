@@ -32,3 +32,20 @@ def test_notebooks_are_committed_without_outputs():
             if cell["cell_type"] == "code":
                 assert not cell.get("outputs") and cell.get("execution_count") is None, path.name
 
+
+
+def test_notebooks_hold_no_logic():
+    """Code cells are the parameters cell, then calls on crlib's page: no definitions, loops or branches."""
+    import ast
+
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+        tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+        assert len(tagged) == 1 and cells[0] is tagged[0], f"{path.name}: the first code cell is the parameters cell"
+        for cell in cells[1:]:
+            tree = ast.parse("".join(cell["source"]))
+            for node in ast.walk(tree):
+                assert not isinstance(node, ast.FunctionDef | ast.ClassDef | ast.For | ast.While | ast.If | ast.With
+                                      | ast.Try | ast.Lambda), f"{path.name}: logic in a cell: {ast.unparse(node)}"
+                if isinstance(node, ast.ImportFrom | ast.Import):
+                    assert ast.unparse(node) == "from crlib import notebook", f"{path.name}: {ast.unparse(node)}"

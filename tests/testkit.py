@@ -1,10 +1,11 @@
-"""Small helpers several test packages share: waiting for a condition, pushing a tiny image."""
+"""Small helpers several test packages share: a site's parameters, waiting for a condition, pushing a tiny image."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import time
+import uuid
 
 from dxf import DXF
 
@@ -38,3 +39,24 @@ def push_small_image(client: DXF, tag: str, text: str) -> str:
                     "size": len(layer)}]})
     client.set_manifest(tag, manifest)
     return "sha256:" + hashlib.sha256(manifest.encode()).hexdigest()
+
+
+def site_data(sandbox: dict, **overrides) -> dict:
+    """A valid parameter mapping with names unique to one test; overrides replace whole sections."""
+    tag = uuid.uuid4().hex[:8]
+    data = {
+        "site": f"t-{tag}",
+        "target": {"kind": "sandbox", "sandbox_state_dir": sandbox["state_dir"]},
+        "resource_group": f"rg-{tag}",
+        "location": "westus",
+        "hub": {"name": f"hub-{tag}", "sku": "S1"},
+        "device": {"id": f"edge-{tag}", "host_os": "ubuntu22.04"},
+        "registry": {"name": f"reg{tag}", "sku": "Premium"},
+        "connected_registry": {"name": f"cr{tag}", "mode": "ReadWrite", "repositories": ["hello-world"],
+                               "sync_schedule": "* * * * *", "message_ttl": "P2D"},
+        "client_access": {"scope_maps": {f"clients-{tag}": {"hello-world": ["content/read", "content/write",
+                                                                              "metadata/read"]}},
+                          "tokens": [{"name": f"client-{tag}", "scope_map": f"clients-{tag}", "expiry_days": 30}]},
+    }
+    data.update(overrides)
+    return data

@@ -37,6 +37,7 @@ class HostStatus:
 
 class DeploymentHost(Protocol):
     label: str  # e.g. "IoT Edge device 'edge1' in hub 'hub1'", for messages
+    resource_id: str  # what results name as the deployment's target, e.g. "<hub host>/devices/edge1"
 
     def current(self, parts: Iterable[str]) -> dict | None:
         """The deployment the host now wants, in the shape `apply` takes, limited to `parts`;

@@ -32,6 +32,8 @@ class IoTEdgeHost:
         self._connection_string = hub_connection_string
         self.device_id = device_id
         self.label = f"IoT Edge device '{device_id}' in IoT hub '{hub_name}'"
+        fields = dict(part.split("=", 1) for part in hub_connection_string.split(";") if "=" in part)
+        self.resource_id = f"{fields.get('HostName', hub_name)}/devices/{device_id}"
         self._registry_manager = None
 
     @property

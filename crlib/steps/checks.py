@@ -195,8 +195,8 @@ def run_checks(ctx: RunContext, *, plan: bool = False, timeout: float = DEFAULT_
         # A token without content/write is refused too (401), but only the registry's own 403 shows the mode.
         pushed |= {"refused_with": refusal[0], "refusal": refusal[1],
                    "read_only_refusal": refusal == (403, READ_ONLY_REFUSAL)}
-        return StepResult(STEP, Status.UNCHANGED, details={"endpoint": endpoint, "token": token, "mode": mode,
-                                                           "pull": pulled, "push": pushed})
+        return StepResult(STEP, Status.UNCHANGED, [cr.id], details={"endpoint": endpoint, "token": token,
+                                                                    "mode": mode, "pull": pulled, "push": pushed})
     pushed["pushed_s"] = round(time.monotonic() - started, 3)
     registry = get_registry(ctx)
     if registry is None:
@@ -212,5 +212,6 @@ def run_checks(ctx: RunContext, *, plan: bool = False, timeout: float = DEFAULT_
     with ctx.clients.oci(registry.login_server, checks.push_repository, username=token, password=password) as cloud:
         _until(f"{checks.push_repository}:{push_tag} in the cloud registry", in_cloud, timeout, diagnose)
     pushed |= {"arrived_in_cloud": True, "arrival_s": round(time.monotonic() - started, 3)}
-    return StepResult(STEP, Status.CREATED, changes=[push_line],
+    pushed_id = f"{registry.id}/repositories/{checks.push_repository}/tags/{push_tag}"  # where the push landed
+    return StepResult(STEP, Status.CREATED, [cr.id, pushed_id], changes=[push_line],
                       details={"endpoint": endpoint, "token": token, "mode": mode, "pull": pulled, "push": pushed})

@@ -135,7 +135,8 @@ def ensure_deployment(ctx: RunContext, *, plan: bool = False, timeout: float = D
     ctx.state[STEP] = {"device_id": ctx.site.device.id, "desired_version": outcome["desired_version"],
                        "login_server_host": outcome["login_server_host"]}
     status = Status.UNCHANGED if not diffs else Status.CREATED if current is None else Status.UPDATED
-    return StepResult(STEP, status, changes=changes, details=outcome | {"manifest_modules": modules})
+    return StepResult(STEP, status, [host.resource_id], changes=changes,
+                      details=outcome | {"manifest_modules": modules})
 
 
 def rotate_credentials(ctx: RunContext, *, plan: bool = False, timeout: float = DEFAULT_TIMEOUT) -> StepResult:

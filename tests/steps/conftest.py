@@ -3,34 +3,12 @@ RunContext whose secrets live in the test's own directory."""
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
+from testkit import site_data
 
 from crlib import params
 from crlib.context import open_context
 from crlib.secrets import LocalSecretStore
-
-
-def site_data(sandbox: dict, **overrides) -> dict:
-    """A valid parameter mapping with names unique to one test; overrides replace whole sections."""
-    tag = uuid.uuid4().hex[:8]
-    data = {
-        "site": f"t-{tag}",
-        "target": {"kind": "sandbox", "sandbox_state_dir": sandbox["state_dir"]},
-        "resource_group": f"rg-{tag}",
-        "location": "westus",
-        "hub": {"name": f"hub-{tag}", "sku": "S1"},
-        "device": {"id": f"edge-{tag}", "host_os": "ubuntu22.04"},
-        "registry": {"name": f"reg{tag}", "sku": "Premium"},
-        "connected_registry": {"name": f"cr{tag}", "mode": "ReadWrite", "repositories": ["hello-world"],
-                               "sync_schedule": "* * * * *", "message_ttl": "P2D"},
-        "client_access": {"scope_maps": {f"clients-{tag}": {"hello-world": ["content/read", "content/write",
-                                                                              "metadata/read"]}},
-                          "tokens": [{"name": f"client-{tag}", "scope_map": f"clients-{tag}", "expiry_days": 30}]},
-    }
-    data.update(overrides)
-    return data
 
 
 @pytest.fixture
