@@ -3,17 +3,18 @@ VENV := .venv
 PY := $(VENV)/bin/python
 AZ_VENV := .azcli
 
-.PHONY: test test-azcli lint venv azcli clean
+.PHONY: test test-azcli lint venv azcli demo lab clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
 venv: $(PY)
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,lab]'
 
 lint: venv
 	$(VENV)/bin/ruff check crlib tests
+	bash -n scripts/*.sh
 
 test: venv lint
 	$(PY) -m pytest
@@ -28,5 +29,13 @@ azcli: $(AZ_VENV)/bin/az
 test-azcli: venv azcli
 	CRLIB_AZ=$(CURDIR)/$(AZ_VENV)/bin/az $(PY) -m pytest -m azcli
 
+# The whole runbook headless against a sandbox it starts and stops; leaves an archive in runs/.
+demo: venv
+	bash scripts/demo.sh
+
+# The sandbox and JupyterLab (with the widgets extension) for stepping through by hand.
+lab: venv
+	bash scripts/lab.sh
+
 clean:
-	rm -rf $(VENV) $(AZ_VENV) build *.egg-info
+	rm -rf $(VENV) $(AZ_VENV) .sandbox build *.egg-info

@@ -8,33 +8,37 @@ import pytest
 import yaml
 from testkit import site_data
 
-from crlib import runner
+
+def tear_down(params: Path) -> None:
+    """Remove a test site's device and connected registry, so that its simulated device stops
+    syncing (other tests count the sandbox's requests)."""
+    from crlib import runbook
+    from crlib.context import open_context
+    from crlib.params import load_file
+
+    from crlib.errors import ParameterError
+
+    try:
+        site = load_file(params)
+    except ParameterError:  # a test made it invalid on purpose: nothing was built from it
+        return
+    runbook.run(open_context(site), only=["teardown"])
 
 
 @pytest.fixture
 def write_params(sandbox, tmp_path):
-    """A parameter file for a fresh site; keyword arguments replace whole sections."""
+    """A parameter file for a fresh site; keyword arguments replace whole sections. Every site
+    written is torn down after the test."""
+    written = []
 
     def write(name: str = "site.yaml", data: dict | None = None, **sections) -> Path:
         data = data or site_data(sandbox, **sections)
         data.setdefault("secrets", {"store": "local", "local_dir": str(tmp_path / "secrets")})
         path = tmp_path / name
         path.write_text(yaml.safe_dump(data, sort_keys=False))
+        written.append(path)
         return path
 
-    return write
-
-
-def crlib_run(params: Path | None, runs_dir: Path, *, only: list[str] | None = None, plan: bool = False,
-              resume: Path | None = None, cell_timeout: float | None = None) -> runner.Run:
-    """What `crlib run` does, without the command line: returns the Run (its record and folder)."""
-    if resume is not None:
-        run = runner.Run.resume(resume, params)
-    else:
-        run = runner.Run.create(params, runs_dir=runs_dir, phases=runner.select_phases(only), plan=plan)
-    run.run(cell_timeout=cell_timeout, progress=False)
-    return run
-
-
-def secret_values(directory: Path) -> set[str]:
-    return {p.read_text() for p in directory.iterdir() if p.is_file()} if directory.is_dir() else set()
+    yield write
+    for path in written:
+        tear_down(path)

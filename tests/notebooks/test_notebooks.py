@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import crlib_run
+from notebook_kit import crlib_run
 from requestlog import log_from_now
 
 from crlib import notebook, runbook
@@ -135,7 +135,7 @@ def test_a_form_value_the_parameters_refuse_names_the_field(write_params):
     page = _page("03-connected-registry", write_params())
     shown = page.form()
     shown.widget.widget("connected_registry.sync_schedule").value = "every minute"
-    with pytest.raises(ParameterError, match="connected_registry.sync_schedule"):
+    with pytest.raises(ParameterError, match=r"connected_registry\.sync_schedule"):
         page.read_form(shown)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import crlib_run, secret_values
+from notebook_kit import crlib_run, secret_values
 from testkit import site_data, wait_for
 
 from crlib import archive, runbook

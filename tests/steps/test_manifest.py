@@ -21,7 +21,8 @@ from crlib.steps import manifest as step
 from crlib.steps.endpoint import get_registry
 from crlib.steps.manifest import ManifestInvalid, build_manifest, ensure_manifest, validate_manifest
 
-UPSTREAM = runbook.STEP_NAMES[:runbook.STEP_NAMES.index("manifest")]
+# Everything the manifest builds on, plus client access (which the checks after a deployment need).
+UPSTREAM = [s for s in runbook.STEP_NAMES if s not in ("manifest", "deploy", "checks")]
 
 
 
