@@ -14,9 +14,8 @@ def tear_down(params: Path) -> None:
     syncing (other tests count the sandbox's requests)."""
     from crlib import runbook
     from crlib.context import open_context
-    from crlib.params import load_file
-
     from crlib.errors import ParameterError
+    from crlib.params import load_file
 
     try:
         site = load_file(params)
