@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from . import retries
 from .params import Site
 from .profiles import Clients, TargetProfile, profile_for
 from .secrets import KeyVaultSecretStore, LocalSecretStore, SecretStore
@@ -39,7 +40,8 @@ class RunContext:
 
 def secret_store_for(site: Site, profile: TargetProfile) -> SecretStore:
     if site.secrets.store == "keyvault":
-        options = {"connection_verify": profile.connection_verify} | profile.key_vault_options
+        options = {"connection_verify": profile.connection_verify, **retries.azure_core_options()}
+        options |= profile.key_vault_options
         vault_url = site.secrets.vault_url or profile.default_vault_url
         return KeyVaultSecretStore(vault_url, profile.credential, **options)
     return LocalSecretStore(site.secrets.local_dir)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from . import retries
 from .errors import ParameterError, PreconditionFailed
 from .params import Site
 
@@ -120,7 +121,7 @@ class Clients:
 
     def _common(self) -> dict:
         return {"base_url": self.profile.arm_endpoint, "credential_scopes": self.profile.credential_scopes,
-                "connection_verify": self.profile.connection_verify}
+                "connection_verify": self.profile.connection_verify, **retries.azure_core_options()}
 
     @property
     def acr(self):
@@ -140,8 +141,9 @@ class Clients:
         return self._hubs
 
     def _verify(self, manager):
-        # azure-iot-hub is msrest-based: the CA goes in its documented connection settings.
+        # azure-iot-hub is msrest-based: the CA and the retry policy go in its documented settings.
         manager.protocol.config.connection.verify = self.profile.connection_verify
+        retries.configure_msrest(manager.protocol.config)
         return manager
 
     def registry_manager(self, connection_string: str):
@@ -156,20 +158,25 @@ class Clients:
 
     def oci(self, host: str, repository: str, *, username: str | None = None, password: str | None = None):
         """A python-dxf client for one repository, signing in with a token's name and password."""
-        from dxf import DXF
-
         def authenticate(dxf, response):
             dxf.authenticate(username, password, response=response)
 
-        return DXF(host, repository, auth=authenticate, tlsverify=self.profile.connection_verify, timeout=60)
+        return retries.retrying_dxf()(host, repository, auth=authenticate, tlsverify=self.profile.connection_verify,
+                                      timeout=60)
 
-    def arm_session(self):
-        """Plain ARM calls for what no SDK here covers (resource groups): a requests session with a token."""
+    def http_session(self):
+        """A requests session for the few calls no SDK covers: the profile's CA, crlib's retries, and
+        no proxy or CA settings from the environment (they would replace the CA per request)."""
         import requests
 
-        session = requests.Session()
+        session = retries.mount(requests.Session())
         session.trust_env = False
         session.verify = self.profile.connection_verify
+        return session
+
+    def arm_session(self):
+        """Plain ARM calls for what no SDK here covers (resource groups): a session with a token."""
+        session = self.http_session()
         token = self.profile.credential.get_token(*self.profile.credential_scopes).token
         session.headers["Authorization"] = f"Bearer {token}"
         return session

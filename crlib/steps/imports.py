@@ -84,8 +84,7 @@ def _refresh_token(ctx: RunContext, login_server: str) -> str:
     form = {"grant_type": "access_token", "service": login_server, "access_token": access}
     if ctx.profile.tenant_id:
         form["tenant"] = ctx.profile.tenant_id
-    response = requests.post(f"https://{login_server}/oauth2/exchange", data=form,
-                             verify=ctx.profile.connection_verify, timeout=60)
+    response = ctx.clients.http_session().post(f"https://{login_server}/oauth2/exchange", data=form, timeout=60)
     if not response.ok:
         raise PreconditionFailed("registry.name", f"{login_server} refused the Entra token exchange "
                                                   f"({response.status_code}): {response.text[:200]}")
