@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 AZ_VENV := .azcli
 
-.PHONY: test test-azcli lint venv azcli demo lab clean
+.PHONY: test test-long test-azcli lint venv azcli demo lab clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ $(AZ_VENV)/bin/az:
 
 azcli: $(AZ_VENV)/bin/az
 
+# The long part of the reliability suite: every kill point, ten faulted runs.
+test-long: venv
+	$(PY) -m pytest -m long
+
 test-azcli: venv azcli
 	CRLIB_AZ=$(CURDIR)/$(AZ_VENV)/bin/az $(PY) -m pytest -m azcli
 
@@ -39,3 +43,21 @@ lab: venv
 
 clean:
 	rm -rf $(VENV) $(AZ_VENV) .sandbox build *.egg-info
+
+# Benchmarks: each starts its own sandbox in a temporary directory, prints a table and a RESULT line,
+# and writes benchmarks/results/<name>.json (see benchmarks/README.md).
+.PHONY: bench bench-scheduling bench-arm bench-headless bench-datapath
+
+bench: venv bench-scheduling bench-arm bench-headless bench-datapath
+
+bench-scheduling: venv
+	$(PY) benchmarks/scheduling.py
+
+bench-arm: venv
+	$(PY) benchmarks/arm_economy.py
+
+bench-headless: venv
+	$(PY) benchmarks/headless_overhead.py
+
+bench-datapath: venv
+	$(PY) benchmarks/datapath.py

@@ -143,7 +143,7 @@ class Clients:
     def _verify(self, manager):
         # azure-iot-hub is msrest-based: the CA and the retry policy go in its documented settings.
         manager.protocol.config.connection.verify = self.profile.connection_verify
-        retries.configure_msrest(manager.protocol.config)
+        retries.configure_msrest(manager.protocol._client)
         return manager
 
     def registry_manager(self, connection_string: str):

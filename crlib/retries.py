@@ -27,16 +27,24 @@ BACKOFF_MAX_S = 8
 
 def urllib3_retry() -> Retry:
     """For requests-based clients: every method, Retry-After honoured, the answer kept on exhaustion."""
-    return Retry(total=ATTEMPTS, connect=CONNECT_ATTEMPTS, read=ATTEMPTS, status=ATTEMPTS, other=0,
+    return Retry(total=ATTEMPTS, connect=CONNECT_ATTEMPTS, read=ATTEMPTS, status=ATTEMPTS, other=ATTEMPTS,
                  backoff_factor=BACKOFF_S, backoff_max=BACKOFF_MAX_S, status_forcelist=RETRY_STATUSES,
                  allowed_methods=None, respect_retry_after_header=True, raise_on_status=False)
 
 
 def azure_core_options() -> dict:
-    """Keyword options for azure-core clients."""
-    return {"retry_total": ATTEMPTS, "retry_connect": CONNECT_ATTEMPTS, "retry_read": ATTEMPTS, "retry_status": ATTEMPTS,
-            "retry_backoff_factor": BACKOFF_S, "retry_backoff_max": BACKOFF_MAX_S,
-            "retry_on_methods": frozenset({"HEAD", "GET", "PUT", "DELETE", "OPTIONS", "TRACE", "POST", "PATCH"})}
+    """Keyword options for azure-core clients: the retry policy, as an object, because azure-core
+    reads the methods it retries after a lost connection only per request, not per client."""
+    from azure.core.pipeline.policies import RetryPolicy
+
+    class EveryMethodRetryPolicy(RetryPolicy):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self._method_whitelist = frozenset({"HEAD", "GET", "PUT", "DELETE", "OPTIONS", "TRACE", "POST", "PATCH"})
+
+    return {"retry_policy": EveryMethodRetryPolicy(
+        retry_total=ATTEMPTS, retry_connect=CONNECT_ATTEMPTS, retry_read=ATTEMPTS, retry_status=ATTEMPTS,
+        retry_backoff_factor=BACKOFF_S, retry_backoff_max=BACKOFF_MAX_S)}
 
 
 def mount(session):
@@ -49,9 +57,20 @@ def mount(session):
     return session
 
 
-def configure_msrest(config) -> None:
-    """azure-iot-hub's msrest configuration: the urllib3 policy instead of msrest's default."""
-    config.retry_policy.policy = urllib3_retry()
+def configure_msrest(service_client) -> None:
+    """An azure-iot-hub (msrest) service client: the urllib3 policy instead of msrest's default.
+
+    msrest installs its policy when it opens a session, and the client opens one as it is built, so
+    the policy is set in the configuration (for sessions to come) and installed again on the open
+    session (msrest's `RequestsHTTPSender._init_session`, the one place it does that)."""
+    policy = urllib3_retry()
+    policy.BACKOFF_MAX = BACKOFF_MAX_S  # msrest reads this urllib3 1.x attribute when it installs it
+    service_client.config.retry_policy.policy = policy
+    sender = getattr(getattr(service_client.config, "pipeline", None), "_sender", None)
+    driver = getattr(sender, "driver", None)
+    if driver is not None:
+        driver.config.retry_policy.policy = policy
+        driver._init_session(driver.session)
 
 
 def retrying_dxf():

@@ -1,5 +1,6 @@
-"""The sandbox's own API on its main port: health, status, request log, state dump, reset and
-settings, plus the cloud metadata document that `az cloud register` reads. Loopback only."""
+"""The sandbox's own API on its main port: health, status, request log, state dump, reset,
+settings and fault injection, plus the cloud metadata document that `az cloud register` reads.
+Loopback only."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from aiohttp import web
 from .config import LATENCY_PROFILES
 from .core.errors import SandboxError
 from .core.http import Call, json_response
+from .faults import FaultSettings
 
 
 def health(call: Call) -> web.Response:
@@ -49,6 +51,24 @@ def update_settings(call: Call) -> web.Response:
     return json_response(sandbox.status())
 
 
+def get_faults(call: Call) -> web.Response:
+    return json_response(call.sandbox.faults.view())
+
+
+def set_faults(call: Call) -> web.Response:
+    """Replace the fault settings (`{}` turns every fault off), re-seed, zero the counters, and keep
+    the settings in settings.json so that a restart injects the same faults."""
+    try:
+        settings = FaultSettings.from_dict(call.json(required=False))
+    except (TypeError, ValueError) as exc:
+        raise SandboxError(400, "InvalidParameter", str(exc)) from exc
+    sandbox = call.sandbox
+    sandbox.faults.configure(settings)
+    sandbox.settings.faults = settings.to_dict()
+    sandbox.settings.save(sandbox.state_dir)
+    return json_response(sandbox.faults.view())
+
+
 def cloud_metadata(call: Call) -> web.Response:
     """ARM's /metadata/endpoints document, describing the sandbox as a cloud of its own."""
     base = call.sandbox.arm_endpoint
@@ -72,5 +92,7 @@ URLS = [
     ("GET", "/_sandbox/state", state),
     ("POST", "/_sandbox/reset", reset, False),
     ("POST", "/_sandbox/settings", update_settings, False),
+    ("GET", "/_sandbox/faults", get_faults),
+    ("POST", "/_sandbox/faults", set_faults, False),
     ("GET", "/metadata/endpoints", cloud_metadata),
 ]

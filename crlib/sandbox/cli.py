@@ -1,4 +1,4 @@
-"""`crlib sandbox serve|start|stop|status|reset`."""
+"""`crlib sandbox serve|start|stop|status|reset|device|faults`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import logging
 import signal
 import sys
+import urllib.error
 from pathlib import Path
 
 from . import control
@@ -40,9 +41,68 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                 "on the command line")
     provision.add_argument("--parent-hostname", default=None, help="the parent device endpoint, for nested devices")
     listing = device_commands.add_parser("list", help="show every simulated device")
-    for p in (provision, listing):
+    offline = device_commands.add_parser("offline", help="cut a device off for a while (simulated seconds)")
+    offline.add_argument("--device-id", required=True)
+    offline.add_argument("--seconds", type=float, required=True, help="simulated seconds before it comes back")
+    offline.add_argument("--hub", default=None, help="the hub's host name or name, when the id is ambiguous")
+    for p in (provision, listing, offline):
         p.add_argument("--state-dir", type=Path, default=None)
+    _add_faults_parser(commands)
     parser.set_defaults(func=run)
+
+
+def _weights(text: str) -> dict[str, float]:
+    """'throttle=1,unavailable=2' -> {'throttle': 1.0, 'unavailable': 2.0}"""
+    try:
+        return {k.strip(): float(v) for k, _, v in (item.partition("=") for item in text.split(",") if item)}
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected kind=weight,...: {exc}") from exc
+
+
+def _buckets(text: str) -> dict[str, list[float]]:
+    """'writes=5:1,reads=250:25' -> {'writes': [5.0, 1.0], 'reads': [250.0, 25.0]}"""
+    try:
+        return {k.strip(): [float(x) for x in v.split(":")] for k, _, v in (i.partition("=") for i in text.split(",") if i)}
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected name=capacity:refill,...: {exc}") from exc
+
+
+def _add_faults_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("faults", help="show or set injected faults (no option: show them)",
+                            description="Options replace every fault setting at once; those not given take "
+                                        "their defaults (off). Prints the settings and counters as JSON.")
+    p.add_argument("--state-dir", type=Path, default=None)
+    p.add_argument("--off", action="store_true", help="turn every fault off")
+    p.add_argument("--seed", type=int, help="seed of the fault sequence (default 0)")
+    p.add_argument("--rate", type=float, help="probability that a request is faulted")
+    p.add_argument("--kinds", type=_weights, help="relative weights, e.g. throttle=1,unavailable=1,reset=1,slow=1")
+    p.add_argument("--services", type=lambda t: [s.strip() for s in t.split(",") if s.strip()],
+                   help="routers to fault (default arm,iothub,registry; also keyvault, entra)")
+    p.add_argument("--slow-seconds", type=float, help="delay of a slow answer (default 0.5)")
+    p.add_argument("--lro-failure-rate", type=float, help="probability that a long-running operation ends Failed")
+    p.add_argument("--arm-throttling", action="store_true", help="ARM's token buckets per subscription and principal")
+    p.add_argument("--buckets", type=_buckets, help="bucket sizes, e.g. writes=5:1 (capacity:refill per second)")
+
+
+def _faults(args: argparse.Namespace) -> int:
+    status = control.read_status(args.state_dir)
+    names = ("seed", "rate", "kinds", "services", "slow_seconds", "lro_failure_rate", "buckets")
+    settings = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    if args.arm_throttling:
+        settings["arm_throttling"] = True
+    if args.off and settings:
+        print("--off takes no other option", file=sys.stderr)
+        return 2
+    try:
+        if args.off or settings:
+            shown = control.set_faults(status, **settings)
+        else:
+            shown = control.admin(status, "GET", "/_sandbox/faults")
+    except urllib.error.HTTPError as exc:
+        print(f"refused: {exc.read().decode(errors='replace')}", file=sys.stderr)
+        return 2
+    print(json.dumps(shown, indent=2))
+    return 0
 
 
 async def _serve(args: argparse.Namespace) -> None:
@@ -80,9 +140,13 @@ def run(args: argparse.Namespace) -> int:
             shown = control.provision_device(status, args.connection_string_file.read().strip(),
                                              parent_hostname=args.parent_hostname)
             print(json.dumps(shown))
+        elif args.device_command == "offline":
+            print(json.dumps(control.device_offline(status, args.device_id, args.seconds, hub=args.hub)))
         else:
             print(json.dumps(control.edge_devices(status), indent=2))
         return 0
+    if command == "faults":
+        return _faults(args)
     if command == "reset":
         control.reset(args.state_dir)
         print("reset")

@@ -76,6 +76,7 @@ class SandboxSettings:
     latency_profile: str = "instant"
     clock_speed: float = 1.0
     extra: dict = field(default_factory=dict)
+    faults: dict = field(default_factory=dict)  # crlib.sandbox.faults.FaultSettings, as JSON
 
     @classmethod
     def load_or_create(cls, state_dir: Path) -> SandboxSettings:

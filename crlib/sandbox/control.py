@@ -131,3 +131,23 @@ def provision_device(status: dict, connection_string: str, *, parent_hostname: s
 def edge_devices(status: dict) -> list[dict]:
     """Every simulated device: connection, last deployment status, modules and device endpoint."""
     return admin(status, "GET", "/_sandbox/edge/devices")["devices"]
+
+
+def set_faults(status: dict, **settings) -> dict:
+    """Replace the fault settings (see crlib.sandbox.faults.FaultSettings); no arguments turns faults off.
+    Returns {"settings": ..., "counters": ...}, the counters zeroed."""
+    return admin(status, "POST", "/_sandbox/faults", settings)
+
+
+def fault_counters(status: dict) -> dict:
+    """What the fault injector has done since its settings were last set."""
+    return admin(status, "GET", "/_sandbox/faults")["counters"]
+
+
+def device_offline(status: dict, device_id: str, seconds: float, hub: str | None = None) -> dict:
+    """Take a simulated device offline for `seconds` of simulated time; it comes back by itself.
+    `hub` (a hub's host name or name) is needed only when two hubs have a device of that id."""
+    body = {"device_id": device_id, "seconds": seconds}
+    if hub:
+        body["hub"] = hub
+    return admin(status, "POST", "/_sandbox/devices/offline", body)

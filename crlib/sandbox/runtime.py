@@ -24,6 +24,7 @@ from .clock import Clock
 from .config import SandboxSettings
 from .core.http import Router
 from .core.lro import Operations
+from .faults import FaultInjector, FaultSettings
 from .keyvault import urls as keyvault_urls
 from .registry import source as image_source
 from .registry.storage import BlobStore
@@ -62,6 +63,7 @@ class Sandbox:
         self.blobs = BlobStore(self.state_dir)
         self.clock = Clock(self.settings.clock_speed)
         self.operations = Operations(self)
+        self.faults = FaultInjector(FaultSettings.from_dict(self.settings.faults))
         self.hosts: dict[int, Host] = {}
         self.routers: dict[str, Router] = {}
         self._runner: web.AppRunner | None = None
@@ -180,6 +182,16 @@ class Sandbox:
         site = self._sites.pop(port, None)
         if site is not None:
             asyncio.get_running_loop().create_task(site.stop())
+
+    def drop_connections(self, port: int) -> None:
+        """Close the connections clients keep alive to a port, as a host that loses its network
+        does; close_listener alone leaves them open (answering 421)."""
+        server = self._runner.server if self._runner else None
+        for handler in server.connections if server else []:
+            transport = handler.transport
+            sockname = transport.get_extra_info("sockname") if transport else None
+            if sockname and sockname[1] == port:
+                handler.force_close()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         sockname = request.transport.get_extra_info("sockname") if request.transport else None

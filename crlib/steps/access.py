@@ -28,6 +28,7 @@ from ..secrets import mask
 from .definition import (
     ensure_bound_token,
     get_or_none,
+    get_usable,
     name_of,
     read_connected_registry,
     read_registry,
@@ -113,8 +114,8 @@ def ensure_client_access(ctx: RunContext, *, plan: bool = False, regenerate: Col
     if connected is None and not plan:
         raise PreconditionFailed("connected_registry", f"connected registry '{cr_name}' does not exist; run the "
                                                        "definition step first")
-    maps = {n: get_or_none(lambda n=n: acr.scope_maps.get(rg, reg, n)) if registry else None for n in maps_wanted}
-    tokens = {t.name: get_or_none(lambda t=t: acr.tokens.get(rg, reg, t.name)) if registry else None
+    maps = {n: get_usable(lambda n=n: acr.scope_maps.get(rg, reg, n)) if registry else None for n in maps_wanted}
+    tokens = {t.name: get_usable(lambda t=t: acr.tokens.get(rg, reg, t.name)) if registry else None
               for t in site.client_access.tokens}
     _refuse_takeover(ctx, registry, maps, tokens)
     stored = {name: ctx.get_secret(secret_purpose(name)) for name in tokens}

@@ -58,6 +58,20 @@ def get_or_none(read: Callable[[], T]) -> T | None:
         return None
 
 
+def failed(resource) -> bool:
+    """Azure keeps a resource whose last operation failed with provisioningState Failed."""
+    state = getattr(resource, "provisioning_state", None) or getattr(getattr(resource, "properties", None),
+                                                                   "provisioning_state", None)
+    return str(getattr(state, "value", state)) == "Failed"
+
+
+def get_usable(read: Callable[[], T]) -> T | None:
+    """Like get_or_none, for get-or-create: a resource whose last operation failed counts as
+    missing, so the step PUTs it again (ARM's PUT repairs it; nothing is duplicated)."""
+    resource = get_or_none(read)
+    return None if resource is not None and failed(resource) else resource
+
+
 @contextlib.contextmanager
 def writing(step: str, what: str) -> Iterator[None]:
     """Turn Azure's refusal of a write into StepFailed, naming what was being written."""
@@ -240,6 +254,8 @@ def ensure_connected_registry(ctx: RunContext, *, plan: bool = False) -> StepRes
     family = {c.id.lower(): c for c in acr.connected_registries.list(rg, reg)} if registry else {}
     parent = _find_parent(ctx, registry, family)
     existing = read_connected_registry(ctx, registry)
+    if existing is not None and failed(existing):
+        existing = None  # created again by PUT
     token_id = f"{registry.id}/tokens/{cr.name}" if registry else None
     if existing is not None:
         _check_fixed(ctx, existing, parent, token_id)
@@ -258,8 +274,8 @@ def ensure_connected_registry(ctx: RunContext, *, plan: bool = False) -> StepRes
             raise PreconditionFailed("connected_registry.parent", f"ancestor '{ancestor.name}' has no sync token "
                                                                   "or sync scope map to grant this registry access")
         ancestor_maps.append((ancestor, scope_map))
-    scope_map = get_or_none(lambda: acr.scope_maps.get(rg, reg, cr.name)) if registry else None
-    token = get_or_none(lambda: acr.tokens.get(rg, reg, cr.name)) if registry else None
+    scope_map = get_usable(lambda: acr.scope_maps.get(rg, reg, cr.name)) if registry else None
+    token = get_usable(lambda: acr.tokens.get(rg, reg, cr.name)) if registry else None
 
     parts = [_ensure_ancestor(ctx, a, m, own_actions, plan=plan) for a, m in ancestor_maps]
     scope_map_part, scope_map = _ensure_scope_map(ctx, scope_map, desired_actions, plan=plan)

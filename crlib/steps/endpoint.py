@@ -43,10 +43,14 @@ def ensure_endpoint(ctx: RunContext, *, plan: bool = False) -> StepResult:
     site, registries = ctx.site, ctx.clients.acr.registries
     name = site.registry.name
     registry = get_registry(ctx)
-    if registry is None:
+    repair = registry is not None and str(registry.provisioning_state) in ("Failed", "ProvisioningState.FAILED")
+    if repair:
+        registry = None  # its create failed: PUT it again (ARM repairs it; the name is already ours)
+    if registry is None and not repair:
         available = registries.check_name_availability(acr.RegistryNameCheckRequest(name=name, type=REGISTRY_TYPE))
         if not available.name_available:
             raise PreconditionFailed("registry.name", f"registry name '{name}' cannot be used: {available.message}")
+    if registry is None:
         change = f"create Premium registry '{name}' in {site.location} with its dedicated data endpoint"
         if plan:
             return StepResult("endpoint", Status.PLANNED, changes=[change])

@@ -135,12 +135,17 @@ def ensure_hub(ctx: RunContext, *, plan: bool = False) -> StepResult:
     hubs = ctx.clients.hubs.iot_hub_resource
     hub = _get_hub(ctx)
     target = hub_models.IotHubSkuInfo(name=wanted.sku, capacity=wanted.capacity)
+    if hub is not None and hub.properties is not None and hub.properties.provisioning_state == "Failed":
+        hub = None  # its create failed: PUT it again (ARM repairs it; the name is already ours)
+        repair = True
+    else:
+        repair = False
     if hub is None:
-        if wanted.reuse:
+        if wanted.reuse and not repair:
             raise PreconditionFailed("hub.name", f"IoT hub '{wanted.name}' does not exist in resource group "
                                                  f"'{site.resource_group}', and hub.reuse is true")
-        available = hubs.check_name_availability(hub_models.OperationInputs(name=wanted.name))
-        if not available.name_available:
+        available = None if repair else hubs.check_name_availability(hub_models.OperationInputs(name=wanted.name))
+        if available is not None and not available.name_available:
             raise PreconditionFailed("hub.name", f"IoT hub name '{wanted.name}' cannot be used: {available.message}")
         change = f"create IoT hub '{wanted.name}' ({_describe(wanted.sku, wanted.capacity)}) in {site.location}"
         if plan:

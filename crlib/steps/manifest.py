@@ -41,7 +41,7 @@ from ..context import RunContext
 from ..errors import PreconditionFailed, StepFailed
 from ..results import Status, StepResult
 from ..secrets import MASKER
-from .definition import get_or_none, name_of, text
+from .definition import get_usable, name_of, text
 from .endpoint import get_registry
 
 STEP = "manifest"
@@ -250,8 +250,8 @@ def ensure_pull_access(ctx: RunContext, registry, *, plan: bool = False) -> Step
     name = pull_token_name(ctx)
     repositories = module_repositories(ctx)
     actions = [f"repositories/{r}/content/read" for r in repositories]
-    scope_map = get_or_none(lambda: acr_ops.scope_maps.get(rg, registry.name, name)) if registry else None
-    token = get_or_none(lambda: acr_ops.tokens.get(rg, registry.name, name)) if registry else None
+    scope_map = get_usable(lambda: acr_ops.scope_maps.get(rg, registry.name, name)) if registry else None
+    token = get_usable(lambda: acr_ops.tokens.get(rg, registry.name, name)) if registry else None
     if token is not None and name_of(token.scope_map_id or "").lower() != name.lower():
         raise PreconditionFailed(f"token '{name}'", f"is bound to scope map '{token.scope_map_id}', not to "
                                                     f"'{name}'; crlib does not rebind a token it may not own")

@@ -62,3 +62,16 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("reliability figures")
         for line in FIGURES:
             terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="package")
+def clean_state(faulty_sandbox, tmp_path_factory):
+    """What one clean run of the whole runbook leaves in the sandbox, normalised."""
+    from reliability_kit import drive, state_of
+
+    data = site_data(faulty_sandbox)
+    data["secrets"] = {"store": "local", "local_dir": str(tmp_path_factory.mktemp("clean-secrets"))}
+    path = tmp_path_factory.mktemp("clean") / "site.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert drive(path) == 0
+    return state_of(faulty_sandbox, data["site"].removeprefix("t-"))

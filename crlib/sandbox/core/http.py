@@ -111,9 +111,25 @@ class Router:
 
     async def dispatch(self, request: web.Request, sandbox: Sandbox, host: Host) -> web.StreamResponse:
         started = time.perf_counter()
+        # Injected faults (crlib/sandbox/faults.py) answer before the handler, so they write nothing.
+        fault = await sandbox.faults.before(self.service, request)
+        if fault.response is None:
+            response, wrote = await self._run(request, sandbox, host)
+        else:
+            response, wrote = fault.response, False
+        response.headers.update(fault.headers)
+        response.headers.setdefault("x-ms-request-id", sandbox.new_request_id())
+        sandbox.store.log_request(
+            service=self.service, host=request.host, method=request.method, path=request.path,
+            api_version=request.query.get("api-version"), status=0 if fault.reset else response.status,
+            wrote=wrote, duration_ms=(time.perf_counter() - started) * 1000,
+        )
+        return response
+
+    async def _run(self, request: web.Request, sandbox: Sandbox, host: Host) -> tuple[web.StreamResponse, bool]:
+        """Run the route's handler; return its response and whether it wrote."""
         route, params, path_matched = self.match(request.method, request.path)
         wrote = False
-        call = None
         try:
             if route is None:
                 if path_matched:
@@ -142,13 +158,7 @@ class Router:
         except Exception as exc:  # a sandbox bug: answer like Azure does, and keep serving
             sandbox.log.exception("unhandled error for %s %s", request.method, request.path)
             response = self.render_error(SandboxError(500, "InternalServerError", repr(exc)))
-        response.headers.setdefault("x-ms-request-id", sandbox.new_request_id())
-        sandbox.store.log_request(
-            service=self.service, host=request.host, method=request.method, path=request.path,
-            api_version=request.query.get("api-version"), status=response.status, wrote=wrote,
-            duration_ms=(time.perf_counter() - started) * 1000,
-        )
-        return response
+        return response, wrote
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from ..clock import iso
+from ..faults import fail_operation
 from .arm import render_error
 from .errors import SandboxError
 from .http import Call, json_response
@@ -64,6 +65,8 @@ class Operations:
             "resultUrl": f"{sandbox.arm_endpoint}/subscriptions/{sandbox.identity.subscription_id}/providers/"
             f"{namespace}/locations/{location}/operationResults/{op_id}?api-version={api_version}",
         }
+        if sandbox.faults.lro_fails():
+            op["injectedFailure"] = True  # decided now, so a restart keeps it; see faults.fail_operation
         if secret_result:
             self._secret_results[op_id] = result
         sandbox.store.put(f"operation:{op_id}", PENDING, op)
@@ -86,6 +89,8 @@ class Operations:
     def _complete(self, op: dict) -> None:
         finalizer = self._finalizers.get(op["kind"])
         try:
+            if op.get("injectedFailure"):
+                raise SandboxError(500, **fail_operation(self._sandbox, op))
             result = finalizer(self._sandbox, op) if finalizer else None
             op["status"] = "Succeeded"
             if result is not None:

@@ -13,6 +13,7 @@ import hmac
 import logging
 from typing import TYPE_CHECKING
 
+from ..containerregistry.connected import set_runtime_status
 from ..core.errors import SandboxError
 from ..iothub import device_side
 from ..iothub import models as hub_models
@@ -59,6 +60,7 @@ class EdgeDevice:
         self.retry_at: dict[str, float] = {}
         self.connected_registries: dict[str, ConnectedRegistryModule] = {}
         self.reported_modules: set[str] = set()
+        self._offline = False  # whether the effects of going offline have been applied
         self._task: asyncio.Task | None = None
 
     # -- identity ------------------------------------------------------------------------------
@@ -125,6 +127,8 @@ class EdgeDevice:
             await asyncio.sleep(STEP_SECONDS)
 
     async def step(self) -> None:
+        if self.check_offline():
+            return
         self.error = self._authenticate()
         if self.error:
             if self.connected and self.hub_id and self.sandbox.store.get(self.hub_id):
@@ -153,6 +157,52 @@ class EdgeDevice:
         elif self.deployment is not None:
             await self._retry_backoff()
         await self._step_modules()
+
+    # -- offline ---------------------------------------------------------------------------------
+    @property
+    def offline(self) -> bool:
+        until = self.record.get("offlineUntil")
+        return until is not None and self.sandbox.clock.time() < until
+
+    def check_offline(self) -> bool:
+        """While the record's offlineUntil (simulated time) lies ahead, the device is cut off: it
+        neither steps nor reports. Once it has passed, the device comes back by itself."""
+        if self.offline:
+            if not self._offline:
+                self._go_offline()
+            return True
+        if self._offline:
+            self._come_back()
+        return False
+
+    def _go_offline(self) -> None:
+        """What the cloud sees when a device loses its network: the hub marks the identity
+        Disconnected, the connected registry turns Offline, the device endpoint stops answering."""
+        self._offline = True
+        if self.connected:
+            try:
+                self._set_connected(False)
+            except SandboxError:  # the hub or identity is gone
+                self.connected = False
+        for module in self.connected_registries.values():
+            if module.active and module.cr_id and self.sandbox.store.get(module.cr_id) is not None:
+                with self.sandbox.store.transaction():
+                    set_runtime_status(self.sandbox, module.cr_id, connection_state="Offline")
+        port = self.sandbox.listener_port(self.key, "device")
+        if port:
+            self.sandbox.close_listener(port)
+            self.sandbox.drop_connections(port)
+
+    def _come_back(self) -> None:
+        """Reopen the device endpoint if the API proxy runs, and sync at once (which reports
+        Online); the step that follows reconnects to the hub."""
+        self._offline = False
+        if any(split_image(spec.image)[1].endswith("azureiotedge-api-proxy") and
+               self.modules.get(name, agent.ModuleState("")).runtime_status == "running"
+               for name, spec in self.specs.items()):
+            self._open_endpoint()
+        for module in self.connected_registries.values():
+            module.next_sync = None
 
     # -- deployments -----------------------------------------------------------------------------
     async def _apply(self, deployment: agent.Deployment) -> None:
@@ -304,7 +354,8 @@ class EdgeDevice:
                 "lastDesiredStatus": {"code": 200, "description": ""}, "clients": {}})
 
     def view(self) -> dict:
-        return {"connected": self.connected, "error": self.error, "lastDesiredStatus": self.status[0],
+        return {"connected": self.connected, "offline": self.offline, "error": self.error,
+                "lastDesiredStatus": self.status[0],
                 "modules": {n: m.runtime_status for n, m in self.modules.items()},
                 "connectedRegistries": {n: {"name": m.name, "active": m.active,
                                             "logLevel": m.effective.log_level,
