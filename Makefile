@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 AZ_VENV := .azcli
 
-.PHONY: test test-long test-azcli lint venv azcli demo lab clean
+.PHONY: test test-long test-azcli test-browser lint venv azcli demo lab clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,13 @@ test-long: venv
 
 test-azcli: venv azcli
 	CRLIB_AZ=$(CURDIR)/$(AZ_VENV)/bin/az $(PY) -m pytest -m azcli
+
+# The notebooks in JupyterLab, driven like a user in headless Chromium (Debian's package) by Playwright
+# (from the test extra; it downloads no browser). Screenshots: tests/browser/artifacts/ or $CRLIB_ARTIFACTS.
+test-browser: venv
+	@test -x /usr/bin/chromium || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+		|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	$(PY) -m pytest -m browser tests/browser
 
 # The whole runbook headless against a sandbox it starts and stops; leaves an archive in runs/.
 demo: venv

@@ -118,6 +118,10 @@ class Form:
         self.box = w.VBox([w.HTML(f"<b>Parameters of site <code>{site.site}</code></b>"), *rows])
         self.box.add_class("crlib-form")
 
+    def _repr_mimebundle_(self, **kwargs):
+        """Displayed, a form is its widgets (JupyterLab renders the box, not this object's repr)."""
+        return self.box._repr_mimebundle_(**kwargs)
+
     def overrides(self) -> dict[str, object]:
         """Dotted overrides for the fields whose value differs from the parameters."""
         edited = {}

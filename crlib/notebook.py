@@ -99,13 +99,15 @@ def _now() -> str:
 def _table(rows: list[dict], columns: list[str]):
     import pandas as pd
 
+    # Whole values: a plan line, a resource id or a digest cut at 50 characters says nothing.
+    pd.set_option("display.max_colwidth", None)
     return pd.DataFrame(rows, columns=columns)
 
 
 def results_table(results: list[StepResult]):
     """One row per step: status, duration, what changed, resource ids and (masked) secrets."""
     return _table([{"step": r.step, "status": str(r.status), "duration_s": r.duration_s,
-                    "changes": "\n".join(r.changes) or "(none)", "resource_ids": "\n".join(r.resource_ids),
+                    "changes": "; ".join(r.changes) or "(none)", "resource_ids": "; ".join(r.resource_ids),
                     "secrets": ", ".join(f"{k}: {v}" for k, v in r.secrets.items())} for r in results],
                   ["step", "status", "duration_s", "changes", "resource_ids", "secrets"])
 
