@@ -17,7 +17,9 @@ from crlib.sandbox import control
 VOLATILE = re.compile("|".join([
     r"(time|date|at|since|updated|port|utc)$", r"^size$", r"^connectionstate$", r"^_sandbox$", r"^seq$",
     "password", "etag", "secret", "key", "expiry", "version", "generationid", "revision", "devicescope",
-    "connectionstring", "statusdetails", "correlation", "lastsync", "sequence"]), re.I)
+    "connectionstring", "statusdetails", "correlation", "lastsync", "sequence",
+    # A module's runtime history: under faults a pull may fail and the module restart before it runs.
+    "statusdescription", "restartcount", "exitcode"]), re.I)
 
 
 def context(site):
