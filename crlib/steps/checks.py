@@ -188,6 +188,11 @@ def run_checks(ctx: RunContext, *, plan: bool = False, timeout: float = DEFAULT_
     if not endpoint:
         raise PreconditionFailed("connected_registry", f"'{site.connected_registry.name}' reports no device endpoint "
                                                        "(loginServer.host); run the deploy step first")
+    # Check what the registry is, not what the parameters say it should be (a form edit in 03 may
+    # have changed the mode for one notebook only); the difference is reported.
+    actual = text(cr.mode)
+    drift = {"mode_in_parameters": mode} if actual != mode else {}
+    mode = actual
 
     def diagnose() -> list[str]:
         now = fetch_connected_registry(ctx)
@@ -220,7 +225,8 @@ def run_checks(ctx: RunContext, *, plan: bool = False, timeout: float = DEFAULT_
         pushed |= {"refused_with": refusal[0], "refusal": refusal[1],
                    "read_only_refusal": refusal == (403, READ_ONLY_REFUSAL)}
         return StepResult(STEP, Status.UNCHANGED, [cr.id], details={"endpoint": endpoint, "token": token,
-                                                                    "mode": mode, "pull": pulled, "push": pushed})
+                                                                    "mode": mode, "pull": pulled, "push": pushed,
+                                                                    **drift})
     pushed["pushed_s"] = round(time.monotonic() - started, 3)
     registry = get_registry(ctx)
     if registry is None:
@@ -238,4 +244,5 @@ def run_checks(ctx: RunContext, *, plan: bool = False, timeout: float = DEFAULT_
     pushed |= {"arrived_in_cloud": True, "arrival_s": round(time.monotonic() - started, 3)}
     pushed_id = f"{registry.id}/repositories/{checks.push_repository}/tags/{push_tag}"  # where the push landed
     return StepResult(STEP, Status.CREATED, [cr.id, pushed_id], changes=[push_line],
-                      details={"endpoint": endpoint, "token": token, "mode": mode, "pull": pulled, "push": pushed})
+                      details={"endpoint": endpoint, "token": token, "mode": mode, "pull": pulled, "push": pushed,
+                               **drift})

@@ -278,3 +278,19 @@ def test_an_ancestor_keeps_a_repository_another_descendant_still_needs(make_site
     kept = delete_connected_registry(sibling)
     assert kept.details == {"scope_map_kept_for": ["borrower"]}
     assert f"delete sync scope map '{sibling_cr['name']}'" not in kept.changes
+
+
+def test_checks_test_the_mode_the_registry_has_and_report_the_parameters_that_differ(deployed, make_context):
+    """A form edit in notebook 03 holds for that notebook only: the checks must test the registry
+    as it is (ReadOnly here) even when the parameter file still says ReadWrite."""
+    ctx, _ = deployed(mode="ReadOnly")
+    data = ctx.site.model_dump(mode="json")
+    data["connected_registry"]["mode"] = "ReadWrite"
+    from crlib import params
+
+    stale = make_context(params.load(data))
+    stale.secrets = ctx.secrets
+    checks = run_checks(stale, timeout=TIMEOUT)
+    assert checks.status == Status.UNCHANGED
+    assert checks.details["mode"] == "ReadOnly" and checks.details["mode_in_parameters"] == "ReadWrite"
+    assert checks.details["push"]["read_only_refusal"] is True
