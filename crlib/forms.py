@@ -51,7 +51,8 @@ def _kind(annotation) -> tuple[str, tuple]:
     return "yaml", ()
 
 
-def _lookup(data: dict, dotted: str):
+def lookup(data: dict, dotted: str):
+    """The value at a dotted parameter in a site's mapping (None when absent)."""
     for part in dotted.split("."):
         data = data.get(part) if isinstance(data, dict) else None
     return data
@@ -111,7 +112,7 @@ class Form:
 
         data = site.model_dump(mode="json")
         self.original = data
-        self.fields = [_widget(dotted, _lookup(data, dotted)) for dotted in fields]
+        self.fields = [_widget(dotted, lookup(data, dotted)) for dotted in fields]
         self.options = {name: _widget(name, value, description=help_text)
                         for name, (value, help_text) in (options or {}).items()}
         rows = [f.widget for f in self.fields] + [o.widget for o in self.options.values()]
@@ -127,7 +128,7 @@ class Form:
         edited = {}
         for form_field in self.fields:
             value = form_field.value()
-            if value != _lookup(self.original, form_field.dotted):
+            if value != lookup(self.original, form_field.dotted):
                 edited[form_field.dotted] = value
         return edited
 

@@ -29,7 +29,7 @@ import yaml
 from . import params as parameters
 from . import runbook
 from .errors import CrlibError, NotConfirmed, ParameterError
-from .forms import Form
+from .forms import Form, lookup
 from .results import StepResult
 from .secrets import MASKER
 
@@ -183,9 +183,7 @@ class Page:
         data = self.site.model_dump(mode="json")
         rows = []
         for dotted in self.phase.fields:
-            value = data
-            for part in dotted.split("."):
-                value = value.get(part) if isinstance(value, dict) else None
+            value = lookup(data, dotted)
             source = ("form" if dotted in self.form_overrides else
                       "overrides" if dotted in self.values["overrides"] else "parameter file")
             rows.append({"parameter": dotted, "value": json.dumps(value) if not isinstance(value, str) else value,

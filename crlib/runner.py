@@ -197,7 +197,7 @@ class Run:
             began = time.monotonic()
             outcome = execute(phase, self.dir, parameters, notebooks_dir=notebooks_dir, cell_timeout=cell_timeout)
             seen |= self.known_secrets()
-            self._archive_notebook(phase, outcome, seen, attempt=len(self.record["attempts"]))
+            self._archive_notebook(phase, outcome, seen, source, attempt=len(self.record["attempts"]))
             entry.update(status=outcome.status, duration_s=round(time.monotonic() - began, 2))
             if outcome.status == "failed":
                 entry.update(failure=outcome.failure, step=outcome.step)
@@ -211,10 +211,11 @@ class Run:
         self._finish(seen)
         return self.record
 
-    def _archive_notebook(self, phase: runbook.Phase, outcome: Outcome, secrets: set[str], *, attempt: int) -> None:
+    def _archive_notebook(self, phase: runbook.Phase, outcome: Outcome, secrets: set[str], source: Path, *,
+                          attempt: int) -> None:
+        """The executed notebook, sanitised; the unexecuted source when papermill saved nothing."""
         partial = self.dir / PARTIAL / f"{phase.notebook}.ipynb"
-        source = partial if partial.is_file() else NOTEBOOKS_DIR / f"{phase.notebook}.ipynb"
-        notebook = json.loads(source.read_text())
+        notebook = json.loads((partial if partial.is_file() else source).read_text())
         roots = self._roots()
         clean, masked = archive.sanitise_notebook(notebook, name=phase.notebook, failure=outcome.failure,
                                                   secrets=secrets, roots=roots)
@@ -232,10 +233,10 @@ class Run:
                 steps[event["step"]] = {"step": event["step"], "notebook": phase.notebook, "status": event["status"],
                                         "duration_s": event.get("duration_s"), "resource_ids": event["resource_ids"],
                                         "changes": event["changes"]}
-        if outcome.step and outcome.step in {s for p in runbook.PHASES for s in p.steps}:
+        order = [s for p in runbook.PHASES for s in p.steps]
+        if outcome.step in order:  # not a cell outside the steps
             steps[outcome.step] = {"step": outcome.step, "notebook": phase.notebook, "status": "failed",
                                    "duration_s": None, "resource_ids": [], "changes": [], "reason": outcome.failure}
-        order = [s for p in runbook.PHASES for s in p.steps]
         self.record["steps"] = sorted(steps.values(), key=lambda s: order.index(s["step"]))
         shutil.rmtree(self.dir / PARTIAL, ignore_errors=True)
 

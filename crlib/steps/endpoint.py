@@ -13,6 +13,7 @@ from azure.mgmt.containerregistry import models as acr
 from ..context import RunContext
 from ..errors import PreconditionFailed, StepFailed
 from ..results import Status, StepResult
+from .definition import failed
 
 REGISTRY_TYPE = "Microsoft.ContainerRegistry/registries"
 
@@ -43,7 +44,7 @@ def ensure_endpoint(ctx: RunContext, *, plan: bool = False) -> StepResult:
     site, registries = ctx.site, ctx.clients.acr.registries
     name = site.registry.name
     registry = get_registry(ctx)
-    repair = registry is not None and str(registry.provisioning_state) in ("Failed", "ProvisioningState.FAILED")
+    repair = registry is not None and failed(registry)
     if repair:
         registry = None  # its create failed: PUT it again (ARM repairs it; the name is already ours)
     if registry is None and not repair:

@@ -17,6 +17,7 @@ from ..context import RunContext
 from ..errors import ParameterError, PreconditionFailed, StepFailed
 from ..results import Status, StepResult
 from ..secrets import MASKER
+from .definition import failed
 
 GROUP_API_VERSION = "2024-03-01"
 OWNER_POLICY = "iothubowner"  # RegistryWrite + ServiceConnect (+ DeviceConnect)
@@ -135,11 +136,9 @@ def ensure_hub(ctx: RunContext, *, plan: bool = False) -> StepResult:
     hubs = ctx.clients.hubs.iot_hub_resource
     hub = _get_hub(ctx)
     target = hub_models.IotHubSkuInfo(name=wanted.sku, capacity=wanted.capacity)
-    if hub is not None and hub.properties is not None and hub.properties.provisioning_state == "Failed":
+    repair = hub is not None and failed(hub)
+    if repair:
         hub = None  # its create failed: PUT it again (ARM repairs it; the name is already ours)
-        repair = True
-    else:
-        repair = False
     if hub is None:
         if wanted.reuse and not repair:
             raise PreconditionFailed("hub.name", f"IoT hub '{wanted.name}' does not exist in resource group "

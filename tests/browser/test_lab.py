@@ -80,6 +80,18 @@ def rendered_widgets(cell: Locator) -> None:
     expect(output).not_to_contain_text("<crlib.")  # a raw repr instead of the widgets
 
 
+def open_form(page: Page, lab, lab_site, name: str) -> tuple[Notebook, Locator]:
+    """Open a notebook, run its parameters, open_page and form cells; the rendered form."""
+    nb = Notebook(page, lab, lab_site, name).open()
+    nb.run("params_file: str")
+    nb.run("notebook.open_page(")
+    cell = nb.run("form = page.form()")
+    rendered_widgets(cell)
+    form = cell.locator(".jp-OutputArea-output .crlib-form")
+    expect(form).to_be_visible()
+    return nb, form
+
+
 def table(cell: Locator) -> list[dict[str, str]]:
     """The pandas table a cell shows, as rows of {column: text}."""
     frame = cell.locator(".jp-OutputArea-output table.dataframe")
@@ -119,14 +131,7 @@ def confirm_and_apply(nb: Notebook) -> Locator:
 
 def test_03_connected_registry_form_plan_confirm_apply(page, lab, lab_site, artifacts):
     data = lab_site.data
-    nb = Notebook(page, lab, lab_site, "03-connected-registry.ipynb").open()
-    nb.run("params_file: str")
-    nb.run("notebook.open_page(")
-
-    cell = nb.run("form = page.form()")
-    rendered_widgets(cell)
-    form = cell.locator(".jp-OutputArea-output .crlib-form")
-    expect(form).to_be_visible()
+    nb, form = open_form(page, lab, lab_site, "03-connected-registry.ipynb")
     expect(form).to_contain_text(data["site"])
     expect(form.locator(".crlib-field-connected-registry-name input")).to_have_value(data["connected_registry"]["name"])
     mode = form.locator(".crlib-field-connected-registry-mode select")
@@ -170,13 +175,7 @@ def test_06_checks_pull_and_refused_push(page, lab, lab_site, artifacts):
     lab_site.write()
     lab_site.run("definition", "settings", "manifest", "deploy", "access")
 
-    nb = Notebook(page, lab, lab_site, "06-checks.ipynb").open()
-    nb.run("params_file: str")
-    nb.run("notebook.open_page(")
-    cell = nb.run("form = page.form()")
-    rendered_widgets(cell)
-    form = cell.locator(".jp-OutputArea-output .crlib-form")
-    expect(form).to_be_visible()
+    nb, form = open_form(page, lab, lab_site, "06-checks.ipynb")
     expect(form.locator(".crlib-field-checks-pull-image input")).to_have_value(re.compile(r"^hello-world:"))
     expect(form.locator(".crlib-field-checks-push-repository input")).not_to_have_value("")
     shoot(form, artifacts, "06-form.png")
