@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 AZ_VENV := .azcli
 
-.PHONY: test test-long test-azcli test-browser lint venv azcli demo lab clean
+.PHONY: test test-long test-azcli test-browser test-wheel lint venv azcli demo lab clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +13,8 @@ venv: $(PY)
 	$(PY) -m pip install -q -e '.[test,lab]'
 
 lint: venv
-	$(VENV)/bin/ruff check crlib tests
+	$(VENV)/bin/ruff check crlib tests setup.py
+	$(VENV)/bin/mypy
 	bash -n scripts/*.sh
 
 test: venv lint
@@ -29,6 +30,11 @@ azcli: $(AZ_VENV)/bin/az
 # The long part of the reliability suite: every kill point, ten faulted runs.
 test-long: venv
 	$(PY) -m pytest -m long
+
+# The sdist and wheel built from this tree, installed into fresh venvs outside it (with and without the
+# sandbox extra), used from a folder outside it: the runbook runs against the sandbox and its archive verifies.
+test-wheel: venv
+	$(PY) -m pytest -m wheel tests/test_wheel.py
 
 test-azcli: venv azcli
 	CRLIB_AZ=$(CURDIR)/$(AZ_VENV)/bin/az $(PY) -m pytest -m azcli
@@ -49,7 +55,7 @@ lab: venv
 	bash scripts/lab.sh
 
 clean:
-	rm -rf $(VENV) $(AZ_VENV) .sandbox build *.egg-info
+	rm -rf $(VENV) $(AZ_VENV) .sandbox build dist *.egg-info crlib/_bundled
 
 # Benchmarks: each starts its own sandbox in a temporary directory, prints a table and a RESULT line,
 # and writes benchmarks/results/<name>.json (see benchmarks/README.md).

@@ -24,9 +24,13 @@ import stat
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import ArchiveError
-from .secrets import MASK, MASKER
+from .secrets import MASK, MASKER, SecretStore
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SUMS = "SHA256SUMS"
 RECORD = "run.json"
@@ -82,7 +86,7 @@ def scan_bytes(data: bytes, secrets: Iterable[str]) -> list[str]:
     return found
 
 
-def store_secrets(store, prefix: str) -> set[str]:
+def store_secrets(store: SecretStore, prefix: str) -> set[str]:
     """Every value the store holds under a prefix (the site's `crlib-<site>-`)."""
     values = set()
     for name in store.names(prefix):
@@ -191,7 +195,7 @@ def read_record(run_dir: Path) -> dict:
     return json.loads((run_dir / RECORD).read_text())
 
 
-def list_runs(runs_dir: Path | str):
+def list_runs(runs_dir: Path | str) -> pd.DataFrame:
     """A table of the runs under `runs_dir`, newest first."""
     import pandas as pd
 

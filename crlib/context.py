@@ -1,14 +1,19 @@
-"""What every step receives: the site's parameters, its clients, its secret store, and what
-earlier steps found out (host names, ids), so that nothing downstream is hand-typed."""
+"""What every step receives: the site's parameters, its clients, its secret store, and the read
+cache through which later steps reuse what earlier ones read in the same process."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
 
 from . import retries
+from .errors import ParameterError
 from .params import Site
 from .profiles import Clients, TargetProfile, profile_for
 from .secrets import KeyVaultSecretStore, LocalSecretStore, SecretStore
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
 
 
 @dataclass
@@ -17,8 +22,9 @@ class RunContext:
     profile: TargetProfile
     clients: Clients
     secrets: SecretStore
-    # Outputs of earlier steps, by step: e.g. state["registry"]["login_server"].
-    state: dict[str, dict] = field(default_factory=dict)
+    # What crlib.azure.readers read in this process, by key ("registry", "hub_access", ...): the
+    # resources that only crlib's own writes change during a run. Readers return it; writers replace it.
+    cache: dict[str, object] = field(default_factory=dict)
 
     def secret_name(self, purpose: str) -> str:
         """Secret names are per site, e.g. crlib-lab1-sync-password."""
@@ -30,6 +36,12 @@ class RunContext:
 
     def get_secret(self, purpose: str) -> str | None:
         return self.secrets.get(self.secret_name(purpose))
+
+    def keep_secret(self, purpose: str, value: str) -> str:
+        """Store a secret unless the store already holds that value; return its reference."""
+        if self.get_secret(purpose) == value:
+            return self.secret_reference(purpose)
+        return self.set_secret(purpose, value)
 
     def set_secret(self, purpose: str, value: str) -> str:
         """Store a secret; return the reference that records may carry instead of the value."""
@@ -43,7 +55,10 @@ def secret_store_for(site: Site, profile: TargetProfile) -> SecretStore:
         options = {"connection_verify": profile.connection_verify, **retries.azure_core_options()}
         options |= profile.key_vault_options
         vault_url = site.secrets.vault_url or profile.default_vault_url
-        return KeyVaultSecretStore(vault_url, profile.credential, **options)
+        if not vault_url:  # Site requires one on Azure; the sandbox's status names its own
+            raise ParameterError("secrets.vault_url", f"is required: target '{profile.kind}' supplies no Key Vault")
+        credential = cast("TokenCredential", profile.credential)  # TargetProfile.credential is typed object
+        return KeyVaultSecretStore(vault_url, credential, **options)
     return LocalSecretStore(site.secrets.local_dir)
 
 

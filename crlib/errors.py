@@ -3,13 +3,22 @@
     CrlibError
     ├── ParameterError      a parameter is invalid; nothing was written
     ├── PreconditionFailed  Azure is not in a state the step can work from; nothing was written
-    ├── StepFailed          Azure refused a write; carries the azure-core error
+    │   └── ManifestInvalid a deployment manifest failed validation; nothing was applied
+    ├── StepFailed          Azure refused a write; carries the SDK's error (crlib.azure.errors maps them)
     ├── StepTimeout         a wait ran out; carries a diagnosis of what was still wrong
+    ├── RunFailed           a step of a run failed; names the step, carries its error and earlier results
     ├── NotConfirmed        an apply was asked for without a confirmation; nothing was written
     └── ArchiveError        a run's archive is incomplete, altered, or holds a secret
+
+Every class is defined here; tests/test_errors.py checks this tree against the classes.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .results import StepResult
 
 
 def _redact(text: str) -> str:
@@ -40,6 +49,14 @@ class PreconditionFailed(CrlibError):
         self.message = _redact(message)
 
 
+class ManifestInvalid(PreconditionFailed):
+    """A manifest failed validation; nothing was applied. `problems` lists every finding."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("manifest", "invalid: " + "; ".join(problems))
+        self.problems = problems
+
+
 class StepFailed(CrlibError):
     def __init__(self, step: str, message: str, *, error: Exception | None = None):
         super().__init__(f"{step}: {message}")
@@ -55,6 +72,16 @@ class StepTimeout(CrlibError):
         self.step = step
         self.message = _redact(message)
         self.diagnosis = [_redact(d) for d in diagnosis or []]
+
+
+class RunFailed(CrlibError):
+    """A step failed; `results` holds what ran before it, `step` names it."""
+
+    def __init__(self, step: str, error: Exception, results: list[StepResult]):
+        super().__init__(f"step '{step}' failed: {error}")  # masks any secret in it
+        self.step = step
+        self.error = error
+        self.results = results
 
 
 class NotConfirmed(CrlibError):

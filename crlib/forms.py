@@ -15,21 +15,22 @@ from dataclasses import dataclass
 
 import yaml
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 from .errors import ParameterError
 from .params import Site
 
 
-def _field_info(dotted: str):
+def _field_info(dotted: str) -> FieldInfo:
     """The pydantic FieldInfo of a dotted parameter such as connected_registry.mode."""
     model: type[BaseModel] = Site
     *parents, last = dotted.split(".")
     for part in parents:
-        model = model.model_fields[part].annotation
+        model = typing.cast("type[BaseModel]", model.model_fields[part].annotation)  # a nested model
     return model.model_fields[last]
 
 
-def _kind(annotation) -> tuple[str, tuple]:
+def _kind(annotation: typing.Any) -> tuple[str, tuple]:
     """(kind, choices) for an annotation: choice, bool, int, names, text, optional-text or yaml."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType) and type(None) in args:
@@ -51,20 +52,21 @@ def _kind(annotation) -> tuple[str, tuple]:
     return "yaml", ()
 
 
-def lookup(data: dict, dotted: str):
+def lookup(data: dict, dotted: str) -> typing.Any:
     """The value at a dotted parameter in a site's mapping (None when absent)."""
+    value: typing.Any = data
     for part in dotted.split("."):
-        data = data.get(part) if isinstance(data, dict) else None
-    return data
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
 
 
 @dataclass
 class FormField:
     dotted: str
     kind: str
-    widget: object
+    widget: typing.Any  # an ipywidgets widget
 
-    def value(self):
+    def value(self) -> typing.Any:
         raw = self.widget.value
         if self.kind == "names":
             return [item.strip() for item in raw.replace("\n", ",").split(",") if item.strip()]
@@ -78,7 +80,7 @@ class FormField:
         return raw
 
 
-def _widget(dotted: str, value, *, description: str | None = None):
+def _widget(dotted: str, value: typing.Any, *, description: str | None = None) -> FormField:
     import ipywidgets as w
 
     info = _field_info(dotted) if description is None else None
@@ -107,7 +109,8 @@ def _widget(dotted: str, value, *, description: str | None = None):
 class Form:
     """Widgets for some parameters of a site, plus the notebook's own options (checkboxes)."""
 
-    def __init__(self, site: Site, fields: tuple[str, ...], options: dict[str, tuple[bool, str]] | None = None):
+    def __init__(self, site: Site, fields: tuple[str, ...],
+                 options: dict[str, tuple[bool, str]] | None = None) -> None:
         import ipywidgets as w
 
         data = site.model_dump(mode="json")
@@ -119,7 +122,7 @@ class Form:
         self.box = w.VBox([w.HTML(f"<b>Parameters of site <code>{site.site}</code></b>"), *rows])
         self.box.add_class("crlib-form")
 
-    def _repr_mimebundle_(self, **kwargs):
+    def _repr_mimebundle_(self, **kwargs: typing.Any) -> typing.Any:
         """Displayed, a form is its widgets (JupyterLab renders the box, not this object's repr)."""
         return self.box._repr_mimebundle_(**kwargs)
 
@@ -135,7 +138,7 @@ class Form:
     def option_values(self) -> dict[str, bool]:
         return {name: bool(option.widget.value) for name, option in self.options.items()}
 
-    def widget(self, dotted: str):
+    def widget(self, dotted: str) -> typing.Any:
         """The widget of one parameter (tests and notebooks set values through it)."""
         for form_field in self.fields:
             if form_field.dotted == dotted:

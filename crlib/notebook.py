@@ -22,16 +22,24 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from . import params as parameters
 from . import runbook
-from .errors import CrlibError, NotConfirmed, ParameterError
+from .errors import CrlibError, NotConfirmed, ParameterError, RunFailed
 from .forms import Form, lookup
+from .plans import Action, StepPlan
 from .results import StepResult
 from .secrets import MASKER
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .context import RunContext
 
 # The parameters every notebook's `parameters` cell defines, with the help papermill shows.
 COMMON_PARAMETERS = {
@@ -96,7 +104,7 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
-def _table(rows: list[dict], columns: list[str]):
+def _table(rows: list[dict], columns: list[str]) -> pd.DataFrame:
     import pandas as pd
 
     # Whole values: a plan line, a resource id or a digest cut at 50 characters says nothing.
@@ -104,7 +112,7 @@ def _table(rows: list[dict], columns: list[str]):
     return pd.DataFrame(rows, columns=columns)
 
 
-def results_table(results: list[StepResult]):
+def results_table(results: list[StepResult]) -> pd.DataFrame:
     """One row per step: status, duration, what changed, resource ids and (masked) secrets."""
     return _table([{"step": r.step, "status": str(r.status), "duration_s": r.duration_s,
                     "changes": "; ".join(r.changes) or "(none)", "resource_ids": "; ".join(r.resource_ids),
@@ -112,13 +120,30 @@ def results_table(results: list[StepResult]):
                   ["step", "status", "duration_s", "changes", "resource_ids", "secrets"])
 
 
+def plan_table(planned: list[StepResult]) -> pd.DataFrame:
+    """One row per change: step, status, the action's symbol (+ create, ~ update, - delete,
+    > run), the resource, the change as a line, and its fields old -> new."""
+    rows = []
+    for result in planned:
+        if not result.plan:
+            rows.append({"step": result.step, "status": str(result.status), "action": "", "resource": "",
+                         "change": "; ".join(result.changes) or "(nothing to do)", "fields": ""})
+        for change in result.plan:
+            fields = "; ".join(f"{f['name']}: {f['old']} -> {f['new']}" for f in change["fields"])
+            rows.append({"step": result.step, "status": str(result.status),
+                         "action": f"{Action(change['action']).symbol} {change['action']}",
+                         "resource": f"{change['kind']} '{change['name']}'", "change": change["summary"],
+                         "fields": fields})
+    return _table(rows, ["step", "status", "action", "resource", "change", "fields"])
+
+
 class _Shown:
     """Something a cell shows only in an interactive session; headless it shows one line of text."""
 
-    def __init__(self, widget, interactive: bool, headless_text: str):
+    def __init__(self, widget: Any, interactive: bool, headless_text: str) -> None:
         self.widget, self.interactive, self.headless_text = widget, interactive, headless_text
 
-    def _ipython_display_(self):
+    def _ipython_display_(self) -> None:
         from IPython.display import Markdown, display
 
         display(self.widget if self.interactive else Markdown(self.headless_text))
@@ -134,12 +159,13 @@ class Page:
         self.site = parameters.load_file(values["params_file"], values["overrides"])
         self.options = {name: values[name] for name in phase.option_names}
         self.planned: list[StepResult] | None = None
+        self.plans: dict[str, StepPlan] = {}  # step -> the plan shown, applied as shown when confirmed
         self.applied: list[StepResult] = []
-        self._confirm_button = None
-        self._context = None
+        self._confirm_button: Any = None  # an ipywidgets ToggleButton once shown
+        self._context: RunContext | None = None
 
     # -- recording ----------------------------------------------------------------------------------
-    def _record(self, event: str, **fields) -> None:
+    def _record(self, event: str, **fields: Any) -> None:
         path = self.values["results_path"]
         if not path:
             return
@@ -149,7 +175,7 @@ class Page:
             fh.write(line + "\n")
 
     @property
-    def context(self):
+    def context(self) -> RunContext:
         if self._context is None:
             from .context import open_context
 
@@ -162,22 +188,26 @@ class Page:
     # -- cells --------------------------------------------------------------------------------------
     def form(self) -> _Shown:
         """The form, prefilled from the parameters; interactive sessions show it."""
+        if not self.values["interactive"]:  # headless: nobody edits it, so no widgets are built
+            return _Shown(None, False, f"*Form not shown (headless): parameters come from "
+                                       f"`{self.values['params_file']}` and `overrides`.*")
         options = {name: (self.options[name], help_text) for per_step in self.phase.options.values()
                    for name, help_text in per_step.items()}
         self._form = Form(self.site, self.phase.fields, options)
-        return _Shown(self._form, self.values["interactive"],
+        return _Shown(self._form, True,
                       f"*Form not shown (headless): parameters come from `{self.values['params_file']}` "
                       "and `overrides`.*")
 
-    def read_form(self, shown: _Shown | Form | None = None):
+    def read_form(self, shown: _Shown | Form | None = None) -> pd.DataFrame:
         """Apply the form's edits to the parameters and validate them again; a table of the values."""
         form = shown.widget if isinstance(shown, _Shown) else shown or getattr(self, "_form", None)
+        form = form if isinstance(form, Form) else None
         if form is not None:
             self.form_overrides = form.overrides()
             self.options |= form.option_values()
             self.site = parameters.load_file(self.values["params_file"],
                                              self.values["overrides"] | self.form_overrides)
-            self._context, self.planned = None, None
+            self._context, self.planned, self.plans = None, None, {}
             if self._confirm_button is not None:
                 self._confirm_button.value = False
         data = self.site.model_dump(mode="json")
@@ -192,22 +222,21 @@ class Page:
                  for name, value in self.options.items()]
         return _table(rows, ["parameter", "value", "source"])
 
-    def plan(self):
-        """What applying would change, one row per change; nothing is written."""
-        from .runbook import RunFailed
-
+    def plan(self) -> pd.DataFrame:
+        """What applying would change, one row per change (action, resource, fields old -> new);
+        nothing is written. The plans are kept: a confirmed apply executes them as shown."""
+        self.plans = {}
         try:
-            self.planned = runbook.run(self.context, plan=True, only=self.phase.steps, options=self._step_options())
+            self.planned = runbook.run(self.context, plan=True, only=self.phase.steps, options=self._step_options(),
+                                       plans=self.plans)
         except RunFailed as exc:
             self._record("failed", step=exc.step, error=str(exc), type=type(exc.error).__name__, plan=True)
             raise
         for result in self.planned:
             self._record("plan", **result.to_dict())
-        rows = [{"step": r.step, "status": str(r.status), "change": change}
-                for r in self.planned for change in (r.changes or ["(nothing to do)"])]
-        return _table(rows, ["step", "status", "change"])
+        return plan_table(self.planned)
 
-    def confirmation(self):
+    def confirmation(self) -> _Shown:
         """Interactively, a Confirm button; headless, what `confirm` and `plan_only` say."""
         if self.values["plan_only"]:
             return _Shown(None, False, "**Plan only:** nothing will be applied.")
@@ -234,10 +263,25 @@ class Page:
             raise NotConfirmed("confirm: press 'Confirm apply' above, then run this cell again")
         return True
 
-    def apply(self):
-        """Run the phase's steps for real; a table of what each did. A failure names its step."""
-        from .runbook import RunFailed
+    def _plans_to_apply(self) -> dict:
+        """The plans shown, when they may be applied as they are. Headless and confirmed: as planned,
+        without reading again. Interactively time passes between plan and apply, so the steps plan
+        again; if that plan differs from the one confirmed, the button must be pressed again."""
+        if self.values["confirm"] or self.planned is None:
+            return self.plans
+        shown = {r.step: r.changes for r in self.planned}
+        fresh: dict = {}
+        now = runbook.run(self.context, plan=True, only=self.phase.steps, options=self._step_options(), plans=fresh)
+        if {r.step: r.changes for r in now} != shown:
+            self.planned, self.plans = now, fresh
+            if self._confirm_button is not None:
+                self._confirm_button.value = False
+            raise NotConfirmed("plan: Azure changed since the plan was confirmed; run the plan cell again, read it, "
+                               "and confirm the new plan")
+        return fresh
 
+    def apply(self) -> pd.DataFrame:
+        """Run the phase's steps for real; a table of what each did. A failure names its step."""
         if self.values["plan_only"]:
             return _table([{"step": s, "status": "not applied (plan only)"} for s in self.phase.steps],
                           ["step", "status"])
@@ -253,13 +297,14 @@ class Page:
 
         try:
             runbook.run(self.context, only=self.phase.steps, options=self._step_options(),
-                        on_start=started, on_result=finished)
+                        plans=self._plans_to_apply(), on_start=started, on_result=finished)
         except RunFailed as exc:
             self._record("failed", step=exc.step, error=str(exc), type=type(exc.error).__name__)
             raise
+        self.plans = {}
         return results_table(self.applied)
 
-    def _after_apply(self, show):
+    def _after_apply(self, show: Callable[[], Any]) -> Any:
         """Views of what apply built; in a plan-only run those things may not exist yet."""
         from IPython.display import Markdown
 
@@ -272,7 +317,7 @@ class Page:
                 raise
             return Markdown(f"*Not available until applied: {exc}*")
 
-    def host_script(self):
+    def host_script(self) -> Any:
         """The device's host provisioning script (it holds no secret: the connection string stays in
         a root-only file on the device)."""
         from IPython.display import Markdown
@@ -281,11 +326,11 @@ class Page:
 
         return self._after_apply(lambda: Markdown(f"```bash\n{provisioning_script(self.context)}\n```"))
 
-    def readiness(self):
+    def readiness(self) -> Any:
         """Where the device stands: waiting for modules ($edgeAgent 417), ready, or what is wrong."""
         return self._after_apply(self._readiness)
 
-    def _readiness(self):
+    def _readiness(self) -> pd.DataFrame:
         from .steps.device import device_readiness
 
         view = device_readiness(self.context)
@@ -296,16 +341,17 @@ class Page:
         rows += [{"aspect": "diagnosis", "value": text} for text in view["diagnosis"]]
         return _table(rows, ["aspect", "value"])
 
-    def manifest(self):
-        """The deployment manifest as recorded: secrets replaced by references to the secret store."""
+    def manifest(self) -> Any:
+        """The deployment as recorded: secrets replaced by references to the secret store."""
         from IPython.display import Markdown
 
-        from .steps.manifest import build_manifest
+        from .hosts import host_for
 
+        host = host_for(self.context, step="manifest", required=False)
         return self._after_apply(lambda: Markdown(
-            f"```json\n{MASKER.redact(json.dumps(build_manifest(self.context, record=True), indent=2))}\n```"))
+            f"```json\n{MASKER.redact(json.dumps(host.desired(record=True), indent=2))}\n```"))
 
-    def details(self):
+    def details(self) -> pd.DataFrame:
         """What the steps found or did beyond the status: hosts, digests, versions, checks."""
         rows = []
         for result in self.applied or self.planned or []:

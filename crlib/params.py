@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import isodate
 import yaml
@@ -19,6 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.functional_validators import BeforeValidator
 
 from .errors import ParameterError
+
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
 
 _REPO_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 REPOSITORY = re.compile(rf"^{_REPO_COMPONENT}(?:/{_REPO_COMPONENT})*$")
@@ -47,7 +51,7 @@ class _Model(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _no_secret_values(cls, data: object) -> object:
-        def strings(value: object):
+        def strings(value: object) -> Iterator[str]:
             if isinstance(value, str):
                 yield value
             elif isinstance(value, dict):
@@ -288,7 +292,7 @@ class Site(_Model):
         return self
 
 
-def _field_of(error: dict) -> str:
+def _field_of(error: ErrorDetails) -> str:
     return ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-")) or "(site)"
 
 

@@ -9,11 +9,17 @@ endpoints, hubs and gateways always come from service responses, never from thes
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from . import retries
 from .errors import ParameterError, PreconditionFailed
+from .extras import sandbox_control
 from .params import Site
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+    from azure.mgmt.containerregistry import ContainerRegistryManagementClient
+    from azure.mgmt.iothub import IotHubClient
 
 # Cloud endpoints (not resource host names): where ARM and Entra ID live for each cloud.
 CLOUDS = {
@@ -47,9 +53,7 @@ class SandboxProvisioner:
         self._status = status
 
     def provision(self, connection_string: str, *, parent_hostname: str | None = None) -> str:
-        from .sandbox import control
-
-        control.provision_device(self._status, connection_string, parent_hostname=parent_hostname)
+        sandbox_control().provision_device(self._status, connection_string, parent_hostname=parent_hostname)
         return "provisioned the sandbox's simulated device"
 
 
@@ -57,7 +61,7 @@ class SandboxProvisioner:
 class TargetProfile:
     kind: str
     arm_endpoint: str
-    credential: object
+    credential: TokenCredential
     subscription_id: str
     tenant_id: str | None
     connection_verify: str | bool  # a CA bundle path, or True for the system store
@@ -78,8 +82,7 @@ class TargetProfile:
 def sandbox_profile(site: Site) -> TargetProfile:
     from azure.identity import ClientSecretCredential
 
-    from .sandbox import control
-
+    control = sandbox_control("target.kind sandbox")  # the sandbox extra, or one clear line
     try:
         status = control.read_status(site.target.sandbox_state_dir)
     except control.SandboxNotRunning as exc:
@@ -116,15 +119,15 @@ class Clients:
 
     def __init__(self, profile: TargetProfile):
         self.profile = profile
-        self._acr = None
-        self._hubs = None
+        self._acr: ContainerRegistryManagementClient | None = None
+        self._hubs: IotHubClient | None = None
 
     def _common(self) -> dict:
         return {"base_url": self.profile.arm_endpoint, "credential_scopes": self.profile.credential_scopes,
                 "connection_verify": self.profile.connection_verify, **retries.azure_core_options()}
 
     @property
-    def acr(self):
+    def acr(self) -> ContainerRegistryManagementClient:
         if self._acr is None:
             from azure.mgmt.containerregistry import ContainerRegistryManagementClient
 
@@ -133,7 +136,7 @@ class Clients:
         return self._acr
 
     @property
-    def hubs(self):
+    def hubs(self) -> IotHubClient:
         if self._hubs is None:
             from azure.mgmt.iothub import IotHubClient
 

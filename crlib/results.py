@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import json
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 
 class Status(enum.StrEnum):
@@ -27,8 +28,10 @@ class StepResult:
     secrets: dict[str, str] = field(default_factory=dict)
     details: dict[str, object] = field(default_factory=dict)
     duration_s: float = 0.0
+    # The plan's changes as data (crlib.plans.Change.to_dict): action, kind, name, summary, fields.
+    plan: list[dict[str, Any]] = field(default_factory=list)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         body = asdict(self)
         body["status"] = str(self.status)
         return body

@@ -16,7 +16,15 @@ Three client stacks need it, each configured its own way:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
+
 from urllib3.util.retry import Retry
+
+if TYPE_CHECKING:
+    import requests
+    from dxf import DXF
+
+_Session = TypeVar("_Session", bound="requests.Session")
 
 RETRY_STATUSES = (408, 429, 500, 502, 503, 504)
 ATTEMPTS = 6  # at 20 % faulted requests, seven faults in a row happen about once in 80 000 requests
@@ -38,7 +46,7 @@ def azure_core_options() -> dict:
     from azure.core.pipeline.policies import RetryPolicy
 
     class EveryMethodRetryPolicy(RetryPolicy):
-        def __init__(self, **kwargs):
+        def __init__(self, **kwargs: Any) -> None:
             super().__init__(**kwargs)
             self._method_whitelist = frozenset({"HEAD", "GET", "PUT", "DELETE", "OPTIONS", "TRACE", "POST", "PATCH"})
 
@@ -47,7 +55,7 @@ def azure_core_options() -> dict:
         retry_backoff_factor=BACKOFF_S, retry_backoff_max=BACKOFF_MAX_S)}
 
 
-def mount(session):
+def mount(session: _Session) -> _Session:
     """Mount the retry policy on a requests session (both schemes); returns the session."""
     from requests.adapters import HTTPAdapter
 
@@ -57,14 +65,15 @@ def mount(session):
     return session
 
 
-def configure_msrest(service_client) -> None:
+def configure_msrest(service_client: Any) -> None:
     """An azure-iot-hub (msrest) service client: the urllib3 policy instead of msrest's default.
 
     msrest installs its policy when it opens a session, and the client opens one as it is built, so
     the policy is set in the configuration (for sessions to come) and installed again on the open
     session (msrest's `RequestsHTTPSender._init_session`, the one place it does that)."""
     policy = urllib3_retry()
-    policy.BACKOFF_MAX = BACKOFF_MAX_S  # msrest reads this urllib3 1.x attribute when it installs it
+    # msrest reads this urllib3 1.x attribute when it installs the policy (urllib3 2 has backoff_max).
+    policy.BACKOFF_MAX = BACKOFF_MAX_S  # type: ignore[attr-defined]
     service_client.config.retry_policy.policy = policy
     sender = getattr(getattr(service_client.config, "pipeline", None), "_sender", None)
     driver = getattr(sender, "driver", None)
@@ -73,20 +82,20 @@ def configure_msrest(service_client) -> None:
         driver._init_session(driver.session)
 
 
-def retrying_dxf():
+def retrying_dxf() -> type[DXF]:
     """python-dxf's DXF whose sessions retry. DXF sends through the first entry of `_sessions`
     (python-dxf 12): the `requests` module itself, or the session `__enter__` opens."""
     import requests
     from dxf import DXF
 
     class RetryingDXF(DXF):
-        def __init__(self, *args, **kwargs):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._sessions = [mount(requests.Session())]
 
-        def __enter__(self):
+        def __enter__(self) -> Self:
             super().__enter__()
-            mount(self._sessions[0])
+            mount(cast(requests.Session, self._sessions[0]))  # the session DXF.__enter__ opened
             return self
 
     return RetryingDXF

@@ -47,6 +47,23 @@ def _summary(record: dict) -> str:
             if not steps.empty else pd.DataFrame(rows).to_string(index=False))
 
 
+def plan_text(record: dict) -> str:
+    """A plan run's changes, from the same data the notebooks' plan tables show: one line per
+    change with its action's symbol, then the counts."""
+    from .plans import Action
+
+    lines, counts = [], dict.fromkeys(Action, 0)
+    for step in record["steps"]:
+        for change in step.get("plan") or []:
+            action = Action(change["action"])
+            counts[action] += 1
+            lines.append(f"  {action.symbol} {step['step']:<13} {change['kind']} '{change['name']}': {change['summary']}")
+    if not lines:
+        return "Plan: no changes."
+    return "\n".join([*lines, "", f"Plan: {counts[Action.CREATE]} to create, {counts[Action.UPDATE]} to update, "
+                                 f"{counts[Action.DELETE]} to delete, {counts[Action.RUN]} to run."])
+
+
 def _run(args: argparse.Namespace) -> int:
     from . import runner
 
@@ -58,11 +75,23 @@ def _run(args: argparse.Namespace) -> int:
                 raise ParameterError("params", "give a parameter file, or --resume RUN_DIR")
             run = runner.Run.create(args.params, runs_dir=args.runs_dir, phases=runner.select_phases(args.only),
                                     plan=args.plan)
-        record = run.run(cell_timeout=args.cell_timeout, progress=not args.no_progress)
-    except CrlibError as exc:
+    except CrlibError as exc:  # refused before anything ran
         print(f"crlib run: {exc}", file=sys.stderr)
         return 2
+    try:
+        record = run.run(cell_timeout=args.cell_timeout, progress=not args.no_progress)  # records any failure
+    except KeyboardInterrupt:
+        print(f"crlib run: interrupted; recorded as failed in {run.dir}; to continue: crlib run --resume {run.dir}",
+              file=sys.stderr)
+        return 130
+    failed = record["failed"] or {}
+    if record["status"] != "succeeded" and failed.get("notebook") is None:  # nothing ran: one line says why
+        print(f"crlib run: failed before any notebook ran: {failed.get('error')} (recorded as failed in {run.dir}; "
+              f"after fixing it: crlib run --resume {run.dir})", file=sys.stderr)
+        return 1
     print(_summary(record))
+    if record.get("plan_only"):
+        print("\n" + plan_text(record))
     print(f"\narchive: {run.dir}")
     if record["status"] != "succeeded":
         failed = record["failed"]

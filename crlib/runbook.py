@@ -1,22 +1,41 @@
 """The runbook's order of steps, and running them: all, some, or as a plan.
 
-Each entry names a step and the function that ensures it. `run` gives every step the same
-RunContext, so later steps read what earlier ones found (host names, ids) instead of anything
-typed by hand. A failure stops the run at that step; the results so far are returned with it.
+A `Step` is its planner function with its name and title; the list below refers to the functions
+themselves, so a rename breaks at import (and tools find every use), not at run time. Each planner
+reads the current state once and returns a `crlib.plans.StepPlan`; `run` previews it (plan mode)
+or applies it. Plans made earlier in the same process (a notebook's plan cell) are passed in as
+`plans` and applied as they were shown, unless they were provisional or an earlier step of this
+run changed something, in which case the step plans again first. A failure stops the run at that
+step; the results so far are returned with it.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .context import RunContext
-from .errors import CrlibError
+from .errors import ParameterError, RunFailed
+from .plans import StepPlan
 from .results import StepResult
 from .secrets import install_log_redaction
+from .steps import (
+    access,
+    checks,
+    definition,
+    deploy,
+    device,
+    endpoint,
+    hub,
+    imports,
+    manifest,
+    prerequisites,
+    settings,
+    teardown,
+)
 
 log = logging.getLogger("crlib.runbook")
 
@@ -24,34 +43,30 @@ log = logging.getLogger("crlib.runbook")
 @dataclass(frozen=True)
 class Step:
     name: str
-    target: str  # "module:function"
     title: str
-
-    def function(self) -> Callable[..., StepResult]:
-        module, _, attr = self.target.partition(":")
-        return getattr(importlib.import_module(f"crlib.steps.{module}"), attr)
+    planner: Callable[..., StepPlan]
 
 
 STEPS = [
-    Step("prerequisites", "prerequisites:check_prerequisites", "Sign-in, subscription, providers, image versions"),
-    Step("group", "hub:ensure_resource_group", "Resource group"),
-    Step("hub", "hub:ensure_hub", "IoT Hub and its service connection string"),
-    Step("device", "device:ensure_device", "Edge device identity and its connection string"),
-    Step("provision", "device:provision_device", "Device provisioning (iotedge config mp + apply)"),
-    Step("endpoint", "endpoint:ensure_endpoint", "Premium registry with its dedicated data endpoint"),
-    Step("imports", "imports:ensure_imports", "Image imports"),
-    Step("definition", "definition:ensure_connected_registry", "Connected registry, sync scope map and token"),
-    Step("settings", "settings:ensure_settings", "Sync password and connection string"),
-    Step("manifest", "manifest:ensure_manifest", "IoT Edge deployment manifest"),
-    Step("deploy", "deploy:ensure_deployment", "Deployment, until modules run and the registry is Online"),
-    Step("access", "access:ensure_client_access", "Client scope maps and tokens"),
-    Step("checks", "checks:run_checks", "Pull and push through the device endpoint"),
+    Step("prerequisites", "Sign-in, subscription, providers, image versions", prerequisites.plan_prerequisites),
+    Step("group", "Resource group", hub.plan_resource_group),
+    Step("hub", "IoT Hub and its service connection string", hub.plan_hub),
+    Step("device", "Edge device identity and its connection string", device.plan_device),
+    Step("provision", "Device provisioning (iotedge config mp + apply)", device.plan_provision),
+    Step("endpoint", "Premium registry with its dedicated data endpoint", endpoint.plan_endpoint),
+    Step("imports", "Image imports", imports.plan_imports),
+    Step("definition", "Connected registry, sync scope map and token", definition.plan_definition),
+    Step("settings", "Sync password and connection string", settings.plan_settings),
+    Step("manifest", "IoT Edge deployment manifest", manifest.plan_manifest),
+    Step("deploy", "Deployment, until modules run and the registry is Online", deploy.plan_deployment),
+    Step("access", "Client scope maps and tokens", access.plan_access),
+    Step("checks", "Pull and push through the device endpoint", checks.plan_checks),
 ]
 STEP_NAMES = [s.name for s in STEPS]
 # Run only when named: they change or remove what the runbook built.
 MAINTENANCE = [
-    Step("rotate", "deploy:rotate_credentials", "New sync password, redeployed, until Online with it"),
-    Step("teardown", "teardown:teardown", "Deactivate and delete the connected registry, remove the device"),
+    Step("rotate", "New sync password, redeployed, until Online with it", deploy.plan_rotation),
+    Step("teardown", "Deactivate and delete the connected registry, remove the device", teardown.plan_teardown),
 ]
 
 
@@ -99,19 +114,7 @@ def phase(name: str) -> Phase:
     for candidate in PHASES:
         if name in (candidate.notebook, candidate.notebook.split("-")[0], f"{candidate.notebook}.ipynb"):
             return candidate
-    from .errors import ParameterError
-
     raise ParameterError("only", f"unknown notebook '{name}'; notebooks are {', '.join(PHASE_NAMES)}")
-
-
-class RunFailed(CrlibError):
-    """A step failed; `results` holds what ran before it, `step` names it."""
-
-    def __init__(self, step: str, error: Exception, results: list[StepResult]):
-        super().__init__(f"step '{step}' failed: {error}")  # CrlibError masks any secret in it
-        self.step = step
-        self.error = error
-        self.results = results
 
 
 def select(only: Iterable[str] | None = None) -> list[Step]:
@@ -121,31 +124,39 @@ def select(only: Iterable[str] | None = None) -> list[Step]:
     every = STEPS + MAINTENANCE
     unknown = wanted - {s.name for s in every}
     if unknown:
-        from .errors import ParameterError
-
         names = ", ".join(s.name for s in every)
         raise ParameterError("only", f"unknown steps {sorted(unknown)}; steps are {names}")
     return [s for s in every if s.name in wanted]
 
 
 def run(ctx: RunContext, *, plan: bool = False, only: Iterable[str] | None = None,
-        options: dict[str, dict] | None = None,
+        options: dict[str, dict[str, Any]] | None = None, plans: dict[str, StepPlan] | None = None,
         on_start: Callable[[str], None] | None = None,
         on_result: Callable[[StepResult], None] | None = None) -> list[StepResult]:
     """Run the steps in order; raise RunFailed naming the step that failed.
 
     `options` holds keyword options per step name, e.g. {"teardown": {"delete_hub": True}}.
+    `plans` maps step names to plans already made in this process: apply uses them instead of
+    reading again; every plan this call makes is put there.
     """
     install_log_redaction()
     results: list[StepResult] = []
+    kept = plans if plans is not None else {}
+    earlier_changes = False
     for step in select(only):
         if on_start:
             on_start(step.name)
         started = time.monotonic()
         try:
-            result = step.function()(ctx, plan=plan, **(options or {}).get(step.name, {}))
+            step_plan = kept.get(step.name)
+            if step_plan is None or step_plan.provisional or (earlier_changes and not plan):
+                step_plan = kept[step.name] = step.planner(ctx, **(options or {}).get(step.name, {}))
+            result = step_plan.preview() if plan else step_plan.apply()
         except Exception as exc:
             raise RunFailed(step.name, exc, results) from exc
+        if not plan:
+            kept.pop(step.name, None)  # applied: a later run plans again
+            earlier_changes = earlier_changes or bool(result.changes)
         result.duration_s = round(time.monotonic() - started, 3)
         log.info("%s: %s (%.1f s)", step.name, result.status, result.duration_s)
         results.append(result)

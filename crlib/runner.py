@@ -5,7 +5,9 @@ relative path), writes its step events to a JSON-lines file, and is then sanitis
 `notebooks/`. The record (`run.json`) is written after every notebook, so a killed run leaves what
 it did; its final status comes from what the runner saw (papermill's exception, a cell timeout,
 a dead kernel) and the step events, never from papermill's metadata, which calls a timed-out
-notebook "completed". `--resume RUN_DIR` continues from the first notebook that did not complete.
+notebook "completed". A run that fails outside any notebook (the notebooks missing, the target out
+of reach, an error in the runner itself, Ctrl-C) is recorded as failed with the reason, never left
+"running". `--resume RUN_DIR` continues from the first notebook that did not complete.
 """
 
 from __future__ import annotations
@@ -16,15 +18,16 @@ import json
 import secrets as random
 import shutil
 import time
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__, archive, runbook
+from . import __version__, archive, bundled, runbook
 from .errors import CrlibError, ParameterError
 from .params import load_file
 from .secrets import MASKER
 
-NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS_DIR = bundled.notebooks_dir()  # the checkout's notebooks/, or the installed wheel's copies
 PARTIAL = ".partial"
 EVENTS = "steps.jsonl"
 
@@ -183,33 +186,63 @@ class Run:
                    "parameters_sha256": self.record["parameters_sha256"], "status": "running"}
         self.record["attempts"].append(attempt)
         self.record.update(status="running", failed=None)
-        self.describe_target()
-        seen = self.seen = self.known_secrets()
-        self._save()
-        parameters = {"params_file": "parameters.yaml", "interactive": False,
-                      "confirm": not self.record["plan_only"], "plan_only": self.record["plan_only"]}
-        bar = tqdm(pending, desc="crlib run", unit="notebook", disable=not progress)
-        for phase in bar:
-            bar.set_postfix_str(phase.notebook)
-            source = notebooks_dir / f"{phase.notebook}.ipynb"
-            entry = next(n for n in self.record["notebooks"] if n["name"] == phase.notebook)
-            entry.update(source_sha256=archive.sha256_file(source), status="running", started=_utc())
-            began = time.monotonic()
-            outcome = execute(phase, self.dir, parameters, notebooks_dir=notebooks_dir, cell_timeout=cell_timeout)
-            seen |= self.known_secrets()
-            self._archive_notebook(phase, outcome, seen, source, attempt=len(self.record["attempts"]))
-            entry.update(status=outcome.status, duration_s=round(time.monotonic() - began, 2))
-            if outcome.status == "failed":
-                entry.update(failure=outcome.failure, step=outcome.step)
-                self.record["failed"] = {"notebook": phase.notebook, "step": outcome.step,
-                                         "reason": outcome.failure, "error": outcome.error}
-                break
-            self._save(seen)
-        bar.close()
+        seen: set[str] = set()
+        current = None  # the notebook being run, for a failure outside the notebooks
+        try:
+            _check_notebooks(notebooks_dir, pending)
+            self.describe_target()
+            seen = self.seen = self.known_secrets()
+            self._save()
+            parameters = {"params_file": "parameters.yaml", "interactive": False,
+                          "confirm": not self.record["plan_only"], "plan_only": self.record["plan_only"]}
+            with tqdm(pending, desc="crlib run", unit="notebook", disable=not progress) as bar:
+                for phase in bar:
+                    current = phase
+                    bar.set_postfix_str(phase.notebook)
+                    source = notebooks_dir / f"{phase.notebook}.ipynb"
+                    entry = next(n for n in self.record["notebooks"] if n["name"] == phase.notebook)
+                    entry.update(source_sha256=archive.sha256_file(source), status="running", started=_utc())
+                    began = time.monotonic()
+                    outcome = execute(phase, self.dir, parameters, notebooks_dir=notebooks_dir,
+                                      cell_timeout=cell_timeout)
+                    seen |= self.known_secrets()
+                    self._archive_notebook(phase, outcome, seen, source, attempt=len(self.record["attempts"]))
+                    entry.update(status=outcome.status, duration_s=round(time.monotonic() - began, 2))
+                    if outcome.status == "failed":
+                        entry.update(failure=outcome.failure, step=outcome.step)
+                        self.record["failed"] = {"notebook": phase.notebook, "step": outcome.step,
+                                                 "reason": outcome.failure, "error": outcome.error}
+                        break
+                    self._save(seen)
+        except (Exception, KeyboardInterrupt) as exc:
+            self._failed_outside_notebooks(exc, current)
+            self.record["status"] = "failed"
+            attempt.update(finished=_utc(), status="failed")
+            self._finish(seen)
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            return self.record
         self.record["status"] = "failed" if self.record["failed"] else "succeeded"
         attempt.update(finished=_utc(), status=self.record["status"])
         self._finish(seen)
         return self.record
+
+    def _failed_outside_notebooks(self, exc: BaseException, phase: runbook.Phase | None) -> None:
+        """Record a failure the notebooks did not report: before the first one ran (the notebooks
+        missing, the target out of reach), in the runner around one, or an interrupt."""
+        if isinstance(exc, KeyboardInterrupt):
+            reason, error = "interrupted", "KeyboardInterrupt"
+        else:
+            reason = "setup" if phase is None else "runner"
+            error = str(exc) if isinstance(exc, CrlibError) else f"{type(exc).__name__}: {exc}"
+        error = MASKER.redact((error.strip().splitlines() or [type(exc).__name__])[0])
+        step = "before any notebook" if phase is None else f"{phase.notebook}, in the runner"
+        if phase is not None:
+            entry = next(n for n in self.record["notebooks"] if n["name"] == phase.notebook)
+            if entry["status"] == "running":
+                entry.update(status="failed", failure=reason, step=step)
+        self.record["failed"] = {"notebook": phase.notebook if phase else None, "step": step, "reason": reason,
+                                 "error": error}
 
     def _archive_notebook(self, phase: runbook.Phase, outcome: Outcome, secrets: set[str], source: Path, *,
                           attempt: int) -> None:
@@ -232,7 +265,7 @@ class Run:
             if event["event"] in ("result", "plan"):
                 steps[event["step"]] = {"step": event["step"], "notebook": phase.notebook, "status": event["status"],
                                         "duration_s": event.get("duration_s"), "resource_ids": event["resource_ids"],
-                                        "changes": event["changes"]}
+                                        "changes": event["changes"], "plan": event.get("plan", [])}
         order = [s for p in runbook.PHASES for s in p.steps]
         if outcome.step in order:  # not a cell outside the steps
             steps[outcome.step] = {"step": outcome.step, "notebook": phase.notebook, "status": "failed",
@@ -241,11 +274,11 @@ class Run:
         shutil.rmtree(self.dir / PARTIAL, ignore_errors=True)
 
     def _roots(self) -> list[tuple[str, str]]:
-        return archive.local_roots({"<run>": self.dir, "<repo>": NOTEBOOKS_DIR.parent,
+        return archive.local_roots({"<run>": self.dir, "<repo>": bundled.checkout(),
                                     "<secrets>": self.site.secrets.local_dir,
                                     "<sandbox>": self.site.target.sandbox_state_dir})
 
-    def _save(self, secrets: set[str] = frozenset()) -> None:
+    def _save(self, secrets: AbstractSet[str] = frozenset()) -> None:
         text, _ = archive.scrub(json.dumps(self.record, indent=2), secrets, self._roots())
         (self.dir / archive.RECORD).write_text(text + "\n")
 
@@ -257,6 +290,13 @@ class Run:
         shutil.rmtree(self.dir / PARTIAL, ignore_errors=True)
         self._save(secrets)
         archive.seal(self.dir)
+
+
+def _check_notebooks(notebooks_dir: Path, phases: list[runbook.Phase]) -> None:
+    missing = [p.notebook for p in phases if not (notebooks_dir / f"{p.notebook}.ipynb").is_file()]
+    if missing:
+        raise CrlibError(f"the notebooks {', '.join(missing)} are missing from {notebooks_dir} "
+                         "(reinstall crlib: pip install --force-reinstall crlib)")
 
 
 def select_phases(only: list[str] | None) -> list[runbook.Phase]:

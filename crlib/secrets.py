@@ -12,8 +12,12 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
 
 _NAME = re.compile(r"^[A-Za-z0-9-]{1,127}$")
 MASK = "********"
@@ -22,7 +26,7 @@ MASK = "********"
 class Masker:
     """Knows every secret value seen in this process and replaces it wherever text is shown."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._values: set[str] = set()
         self._lock = threading.Lock()
 
@@ -72,14 +76,21 @@ def install_log_redaction() -> None:
     factory = logging.getLogRecordFactory()
     if getattr(factory, "crlib_redacting", False):
         return
+    logging.setLogRecordFactory(_RedactingFactory(factory))
 
-    def redacting_factory(*args, **kwargs) -> logging.LogRecord:
-        record = factory(*args, **kwargs)
+
+class _RedactingFactory:
+    """A log record factory that redacts what the factory it wraps makes."""
+
+    crlib_redacting = True  # what install_log_redaction looks for, so that it wraps only once
+
+    def __init__(self, factory: Callable[..., logging.LogRecord]):
+        self._factory = factory
+
+    def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = self._factory(*args, **kwargs)
         RedactingFilter().filter(record)
         return record
-
-    redacting_factory.crlib_redacting = True
-    logging.setLogRecordFactory(redacting_factory)
 
 
 class SecretStore(Protocol):
@@ -143,7 +154,7 @@ class KeyVaultSecretStore:
     `verify_challenge_resource=False` for the sandbox's vault, whose host is 127.0.0.1).
     """
 
-    def __init__(self, vault_url: str, credential, **client_options):
+    def __init__(self, vault_url: str, credential: TokenCredential, **client_options: Any) -> None:
         from azure.keyvault.secrets import SecretClient
 
         self._client = SecretClient(vault_url, credential, **client_options)
@@ -170,4 +181,5 @@ class KeyVaultSecretStore:
             self._client.begin_delete_secret(_check_name(name)).wait()
 
     def names(self, prefix: str = "") -> list[str]:
-        return sorted(p.name for p in self._client.list_properties_of_secrets() if p.name.startswith(prefix))
+        return sorted(name for p in self._client.list_properties_of_secrets()
+                      if (name := p.name) is not None and name.startswith(prefix))

@@ -49,3 +49,20 @@ def test_notebooks_hold_no_logic():
                                       | ast.Try | ast.Lambda), f"{path.name}: logic in a cell: {ast.unparse(node)}"
                 if isinstance(node, ast.ImportFrom | ast.Import):
                     assert ast.unparse(node) == "from crlib import notebook", f"{path.name}: {ast.unparse(node)}"
+
+
+def test_notebook_texts_name_resources_as_the_code_does():
+    """Names a notebook's text promises (`<name>-...`) are the names crlib.azure.names gives."""
+    import re
+
+    from crlib.azure import names
+
+    promised = {"pull token": names.pull_token_name("<name>"), "sync token": names.sync_token_name("<name>"),
+                "sync scope map": names.sync_scope_map_name("<name>")}
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            if cell["cell_type"] != "markdown":
+                continue
+            text = "".join(cell["source"])
+            for named in re.findall(r"`(<name>[^`]*)`", text):
+                assert named in promised.values(), f"{path.name} names `{named}`; crlib names {promised}"

@@ -28,7 +28,7 @@ def test_log_records_of_every_logger_are_masked(caplog):
 
 
 def test_hub_access_repr_hides_the_connection_string():
-    from crlib.steps.hub import HubAccess
+    from crlib.azure.readers import HubAccess
 
     secret = random.token_urlsafe(30)
     access = HubAccess("/id", "hub", "127.0.0.1:1", f"HostName=h;SharedAccessKey={secret}")

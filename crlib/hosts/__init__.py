@@ -1,28 +1,44 @@
-"""Where a connected registry runs, behind one small protocol, so the deploy step never cares which.
+"""Where a connected registry runs, behind one protocol, so the deploy, rotate and teardown steps
+never care which.
 
-A `DeploymentHost` can say what deployment it currently wants (`current`), take a new one
-(`apply`), report whether what it runs matches that deployment (`status`), and explain what is
-wrong when it does not (`diagnose`). The deploy step compares, applies only on a difference, and
-waits on `status`; it reads the connected registry's Online state from ARM itself, since that is
-the same for every host.
+A `DeploymentHost` composes the deployment it should run from the parameters and the secret store
+(`desired`, with `record=True` the copy results carry, secrets as references) and validates one
+(`validate`). It reads what it now wants (`current`), names the `differences` from a deployment by
+part only (values may be secrets), says whether they start a new connected registry instance
+(`starts_new_registry`, so a status left from the old one does not count), takes a deployment
+(`apply`), reports whether it runs it (`status`) and explains what is wrong when it does not
+(`diagnose`). For teardown it gives the changes that remove its identity (`removal`). Its reads and
+writes raise crlib's errors: an SDK's refusal is `StepFailed` naming the step that called it.
+
+`host_for(ctx, step=...)` gives the site's host. It reads nothing: `check()` raises
+PreconditionFailed while the place the host lives in does not exist yet (an IoT hub), which
+`host_for(..., required=True)` calls. The deploy step reads the connected registry's Online state
+from ARM itself, since that is the same for every host.
 
 `IoTEdgeHost` (crlib.hosts.iotedge) is the implementation crlib ships: an IoT Edge device whose
-deployment lives in its `$edgeAgent`/`$edgeHub` module twins, applied through IoT Hub.
+deployment lives in its `$edgeAgent`/`$edgeHub` module twins, applied through IoT Hub, with the
+manifest of crlib.hosts.iotedge_manifest.
 
 Microsoft ended support for connected registries on IoT Edge on 2025-01-01; the supported host
 is now an Azure Arc-enabled Kubernetes cluster, where the connected registry is the cluster
 extension `Microsoft.ContainerRegistry.ConnectedRegistry`, its connection string a protected
-configuration setting. An Arc host would implement the same four methods with
-azure-mgmt-kubernetesconfiguration: `current` = the extension's configuration settings (in the
-shape its `apply` takes), `apply` = create or update the extension, `status` = the extension's
-provisioning state, `diagnose` = the extension's status messages.
+configuration setting. An Arc host would implement the same protocol with
+azure-mgmt-kubernetesconfiguration: `desired` = the extension's configuration settings, `current`
+= those it has, `apply` = create or update the extension, `status` = its provisioning state,
+`diagnose` = its status messages, `removal` = deleting the extension.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ..context import RunContext
+    from ..plans import Change
 
 
 @dataclass
@@ -36,39 +52,71 @@ class HostStatus:
 
 
 class DeploymentHost(Protocol):
-    label: str  # e.g. "IoT Edge device 'edge1' in hub 'hub1'", for messages
-    resource_id: str  # what results name as the deployment's target, e.g. "<hub host>/devices/edge1"
+    name: str  # e.g. "IoT Edge device 'edge1'": known from the parameters alone
+    label: str  # e.g. "IoT Edge device 'edge1' in IoT hub 'hub1'", for messages
 
-    def current(self, parts: Iterable[str]) -> dict | None:
-        """The deployment the host now wants, in the shape `apply` takes, limited to `parts`;
-        None when it has none."""
+    @property
+    def resource_id(self) -> str:
+        """What results name as the deployment's target, e.g. "<hub host>/devices/edge1"."""
+        ...
 
-    def apply(self, manifest: dict) -> None: ...
+    def check(self) -> None:
+        """Raise PreconditionFailed while the host cannot be reached (where it lives is missing)."""
+
+    def desired(self, *, record: bool = False) -> dict:
+        """The deployment this site's parameters and stored secrets make; PreconditionFailed while
+        an input is missing. With `record`, every secret is a reference to its store entry."""
+        ...
+
+    def validate(self, deployment: dict) -> None:
+        """Raise ManifestInvalid (a PreconditionFailed) listing every problem."""
+
+    def modules(self, deployment: dict) -> list[str]:
+        """The modules a deployment runs besides the host's own."""
+        ...
+
+    def images(self, deployment: dict) -> dict[str, str | None]:
+        """Module name -> image, for every module the deployment names."""
+        ...
+
+    def current(self, parts: Iterable[str] | None = None) -> dict | None:
+        """The deployment the host now wants, in the shape `apply` takes (limited to `parts`, e.g.
+        a deployment's keys); None when it has none."""
+        ...
+
+    def differences(self, current: dict | None, desired: dict) -> list[str]:
+        """What differs between two deployments, by name only; empty when they are the same."""
+        ...
+
+    def starts_new_registry(self, differences: list[str]) -> bool:
+        """Whether applying a deployment with these differences starts a new connected registry."""
+        ...
+
+    def apply(self, deployment: dict) -> None: ...
 
     def status(self) -> HostStatus: ...
 
     def diagnose(self) -> list[str]:
         """What stands between the host and a running deployment, one finding per line."""
+        ...
+
+    def removal(self) -> list[Change]:
+        """The deletes that remove the host's identity and the secrets that only served it
+        (already gone: none); each change's call makes its delete."""
+        ...
 
 
-def differences(current: dict | None, manifest: dict) -> list[str]:
-    """Which parts (and, one level down, which modules or sections) differ, by name only: the
-    values may be secrets."""
-    if not current:
-        return ["no deployment yet"]
-    found = []
-    for part, content in manifest.items():
-        have = (current.get(part) or {}).get("properties.desired") or {}
-        want = content.get("properties.desired") or {}
-        if have == want:
-            continue
-        for key in sorted(set(have) | set(want)):
-            if have.get(key) == want.get(key):
-                continue
-            inner_have, inner_want = have.get(key), want.get(key)
-            if isinstance(inner_have, dict) and isinstance(inner_want, dict) and key in ("modules", "systemModules"):
-                found += [f"{part} {key}.{name}" for name in sorted(set(inner_have) | set(inner_want))
-                          if inner_have.get(name) != inner_want.get(name)]
-            else:
-                found.append(f"{part} {key}")
-    return found
+def host_for(ctx: RunContext, *, step: str, required: bool = True) -> DeploymentHost:
+    """The site's host (IoT Edge, the only kind today), raising crlib errors as `step`. With
+    `required`, PreconditionFailed unless it can be reached now."""
+    from .iotedge import IoTEdgeHost
+
+    host = IoTEdgeHost(ctx, step=step)
+    if required:
+        host.check()
+    return host
+
+
+def digest(deployment: dict) -> str:
+    """A deployment's sha256 (of its record, which carries no secret), as results name it."""
+    return "sha256:" + hashlib.sha256(json.dumps(deployment, sort_keys=True).encode()).hexdigest()

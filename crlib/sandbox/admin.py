@@ -7,8 +7,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from .config import LATENCY_PROFILES
+from .core.arm import OPEN
 from .core.errors import SandboxError
 from .core.http import Call, json_response
+from .core.service import Routes, Service
 from .faults import FaultSettings
 
 
@@ -96,3 +98,5 @@ URLS = [
     ("POST", "/_sandbox/faults", set_faults, False),
     ("GET", "/metadata/endpoints", cloud_metadata),
 ]
+
+SERVICE = Service(name="admin", routes=[Routes(OPEN, URLS)])

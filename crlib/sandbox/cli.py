@@ -1,4 +1,9 @@
-"""`crlib sandbox serve|start|stop|status|reset|device|faults`."""
+"""`crlib sandbox serve|start|stop|status|reset|device|faults`.
+
+The parser needs nothing beyond the standard library, so `crlib --help` works without the sandbox
+extra; the commands import the sandbox (aiohttp, cryptography, PyJWT) only when one runs, and say in
+one line which extra to install when it is missing.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,18 @@ import sys
 import urllib.error
 from pathlib import Path
 
-from . import control
 from .config import LATENCY_PROFILES, default_state_dir
+
+# What the sandbox imports from pyproject's `sandbox` extra (its server, TLS and tokens).
+EXTRA_MODULES = frozenset({"aiohttp", "cryptography", "jwt"})
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """Why the sandbox cannot load, when `exc` is its extra missing; None for any other import error."""
+    module = (exc.name or "").partition(".")[0]
+    if module not in EXTRA_MODULES:
+        return None
+    return f"needs crlib's sandbox extra, which is not installed (no module {module}): pip install 'crlib[sandbox]'"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -84,7 +99,7 @@ def _add_faults_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--buckets", type=_buckets, help="bucket sizes, e.g. writes=5:1 (capacity:refill per second)")
 
 
-def _faults(args: argparse.Namespace) -> int:
+def _faults(args: argparse.Namespace, control) -> int:
     status = control.read_status(args.state_dir)
     names = ("seed", "rate", "kinds", "services", "slow_seconds", "lro_failure_rate", "buckets")
     settings = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
@@ -121,6 +136,14 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        from . import control
+    except ModuleNotFoundError as exc:
+        why = missing_extra(exc)
+        if why is None:
+            raise
+        print(f"crlib sandbox {why}", file=sys.stderr)
+        return 2
     command = args.sandbox_command
     if command == "serve":
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -146,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(control.edge_devices(status), indent=2))
         return 0
     if command == "faults":
-        return _faults(args)
+        return _faults(args, control)
     if command == "reset":
         control.reset(args.state_dir)
         print("reset")

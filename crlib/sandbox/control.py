@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from .config import default_state_dir
 from .runtime import RUNTIME_FILE
@@ -48,7 +49,7 @@ def read_status(state_dir: Path | None = None) -> dict:
     return status
 
 
-def admin(status: dict, method: str, path: str, body: dict | None = None, timeout: float = 10) -> object:
+def admin(status: dict, method: str, path: str, body: dict | None = None, timeout: float = 10) -> Any:
     """Call the sandbox's admin API over HTTPS, verified with its CA."""
     ctx = ssl.create_default_context(cafile=status["ca_bundle"])
     data = json.dumps(body).encode() if body is not None else None

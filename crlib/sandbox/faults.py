@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from .runtime import Sandbox
 
 KINDS = ("throttle", "unavailable", "reset", "slow")
-SERVICES = ("arm", "iothub", "registry", "keyvault", "entra")  # the Router.service names in runtime.py
+SERVICES = ("arm", "iothub", "registry", "keyvault", "entra")  # RouterSpec names (core.arm.OPEN is "entra")
 DEFAULT_SERVICES = ("arm", "iothub", "registry")
 COUNTERS = ("requests_seen", *KINDS, "lro_failed", "throttled_by_bucket")
 # Microsoft Learn, "Azure Resource Manager request limits and throttling": a token bucket per
@@ -66,7 +66,7 @@ class FaultSettings:
         if unknown:
             raise ValueError(f"unknown fault settings: {', '.join(sorted(unknown))}")
         s = cls(**raw)
-        s.seed = _number(s.seed, "seed", int)
+        s.seed = int(_number(s.seed, "seed", int))
         s.rate = _probability(s.rate, "rate")
         s.lro_failure_rate = _probability(s.lro_failure_rate, "lro_failure_rate")
         s.slow_seconds = _number(s.slow_seconds, "slow_seconds", float)
@@ -268,7 +268,7 @@ def fail_operation(sandbox: Sandbox, op: dict) -> dict:
     """
     doc = sandbox.store.get(op["resourceId"])
     props = (doc or {}).get("properties")
-    if isinstance(props, dict) and props.get("provisioningState") in TRANSITIONAL:
+    if doc is not None and isinstance(props, dict) and props.get("provisioningState") in TRANSITIONAL:
         props["provisioningState"] = "Failed"
         _save_in_place(sandbox, doc)
     return dict(LRO_FAILURE)

@@ -1,9 +1,12 @@
 """The running sandbox: its state, its listeners, and the services mounted on them.
 
 One aiohttp application serves every port. The local port a request arrived on says which
-host it was addressed to: the main port serves Entra ID, ARM and the admin API; each IoT hub
-(and, later, each registry endpoint) gets a port of its own, so that every host name the
-sandbox hands out is simply 127.0.0.1:<port> and needs no /etc/hosts entry.
+host it was addressed to: the main port serves Entra ID, ARM and the admin API; each IoT hub,
+each registry endpoint, the image source and the key vault get a port of their own, so that
+every host name the sandbox hands out is simply 127.0.0.1:<port> and needs no /etc/hosts entry.
+
+The services come from one ordered list, services.SERVICES; each declares its routes,
+operation kinds and hooks in a core.service.Service.
 """
 
 from __future__ import annotations
@@ -14,21 +17,28 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from . import tls
 from .clock import Clock
 from .config import SandboxSettings
-from .core.http import Router
+from .core.arm import ARM, OPEN
+from .core.http import Router, RouterSpec
 from .core.lro import Operations
 from .faults import FaultInjector, FaultSettings
+from .image_source import models as image_source
 from .keyvault import urls as keyvault_urls
-from .registry import source as image_source
-from .registry.storage import BlobStore
+from .registry_dataplane.storage import BlobStore
 from .store import Store
+
+if TYPE_CHECKING:
+    from .core.service import Service
+    from .edge_devices.fleet import EdgeRuntime
 
 RUNTIME_FILE = "runtime.json"
 DEFAULT_LOCATION = "westus"
@@ -42,8 +52,16 @@ class Host:
 
 
 class Sandbox:
+    edge: EdgeRuntime  # set by the edge_devices service's on_init
+
     def __init__(self, state_dir: Path, *, port: int | None = None, latency_profile: str | None = None,
-                 clock_speed: float | None = None):
+                 clock_speed: float | None = None, services: Sequence[Service] | None = None):
+        """`services` defaults to services.SERVICES, in its order."""
+        if services is None:
+            from .services import SERVICES
+
+            services = SERVICES
+        self.services: tuple[Service, ...] = tuple(services)
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.state_dir, 0o700)
@@ -62,13 +80,13 @@ class Sandbox:
         self.store = Store(self.state_dir / "state.db")
         self.blobs = BlobStore(self.state_dir)
         self.clock = Clock(self.settings.clock_speed)
-        self.operations = Operations(self)
+        self.operations = Operations(self, [kind for service in self.services for kind in service.operation_kinds])
         self.faults = FaultInjector(FaultSettings.from_dict(self.settings.faults))
         self.hosts: dict[int, Host] = {}
-        self.routers: dict[str, Router] = {}
+        self.routers: dict[RouterSpec, Router] = {}
         self._runner: web.AppRunner | None = None
         self._sites: dict[int, web.BaseSite] = {}
-        self._pending_sites: list[asyncio.Task] = []
+        self._pending_sites: list[asyncio.Task[None]] = []
         self.port = 0
         from .entra.models import TokenIssuer
 
@@ -114,39 +132,31 @@ class Sandbox:
 
     # -- services --------------------------------------------------------------------------
     def _mount_services(self) -> None:
-        from . import admin
-        from .containerregistry import urls as acr_urls
-        from .core import arm, lro
-        from .devices import urls as devices_urls
-        from .edge import urls as edge_urls
-        from .entra import urls as entra_urls
-        from .iothub import urls as iothub_urls
-        from .registry import urls as registry_urls
-        from .resources import urls as resources_urls
-
-        open_router = Router("entra", render_error=arm.render_error)
-        open_router.include(entra_urls.URLS)
-        open_router.include(admin.URLS)
-        open_router.include(edge_urls.URLS)
-        arm_router = Router("arm", render_error=arm.render_error, before=arm.arm_before)
-        arm_router.include(lro.URLS)
-        arm_router.include(resources_urls.URLS)
-        arm_router.include(acr_urls.URLS)
-        arm_router.include(devices_urls.URLS)
-        self.routers = {"open": open_router, "arm": arm_router, "iothub": iothub_urls.router(),
-                        "registry": registry_urls.router(), "keyvault": keyvault_urls.router()}
-        # Order matters at start-up: hubs and registries reopen their ports before devices run.
-        self._services = (resources_urls, acr_urls, devices_urls, iothub_urls, registry_urls, keyvault_urls,
-                          edge_urls)
-        for service in self._services:
-            register = getattr(service, "register", None)
-            if register:
-                register(self)
+        """Build one router per RouterSpec the services mount on, then run their on_init hooks."""
+        names = [service.name for service in self.services]
+        if len(set(names)) != len(names):
+            raise ValueError(f"service names must be unique: {names}")
+        self.routers = {OPEN: Router(OPEN), ARM: Router(ARM)}
+        for service in self.services:
+            for routes in service.routes:
+                router = self.routers.get(routes.router)
+                if router is None:
+                    router = self.routers[routes.router] = Router(routes.router)
+                router.include(routes.urls)
+        for service in self.services:
+            if service.on_init is not None:
+                service.on_init(self)
 
     # -- listeners -------------------------------------------------------------------------
-    def open_listener(self, router_name: str, key: str | None = None, port: int = 0, *,
+    def open_listener(self, router: RouterSpec, key: str | None = None, port: int = 0, *,
                       role: str | None = None) -> int:
-        """Bind a new HTTPS port for one host; return the port. Safe to call from a handler."""
+        """Bind a new HTTPS port for one host, served by `router`; return the port.
+
+        `key` is the store key of the resource the host belongs to (None: no resource owns it,
+        and a reset keeps it), `role` which of its endpoints it is. Safe to call from a handler."""
+        served_by = self.routers.get(router)
+        if served_by is None:
+            raise ValueError(f"no service mounts routes on the {router.name!r} router")
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -158,7 +168,7 @@ class Sandbox:
             sock.bind(("127.0.0.1", 0))
         sock.listen(128)
         bound = sock.getsockname()[1]
-        self.hosts[bound] = Host(self.routers[router_name], key, role)
+        self.hosts[bound] = Host(served_by, key, role)
         if self._runner is None:
             raise RuntimeError("the sandbox has not started")
         site = web.SockSite(self._runner, sock, ssl_context=self.ssl_context)
@@ -166,7 +176,7 @@ class Sandbox:
         self._pending_sites.append(asyncio.get_running_loop().create_task(site.start()))
         return bound
 
-    def listener_port(self, key: str, role: str | None = None) -> int | None:
+    def listener_port(self, key: str | None, role: str | None = None) -> int | None:
         for port, host in self.hosts.items():
             if host.key == key and host.role == role:
                 return port
@@ -199,10 +209,10 @@ class Sandbox:
         if host is None:
             return web.Response(status=421, text="misdirected request")
         router = host.router
-        if host.key is None and router is self.routers["open"]:
+        if host.key is None and router.spec is OPEN:
             first = request.path.strip("/").split("/", 1)[0].lower()
             if first in {"subscriptions", "tenants", "providers"}:
-                router = self.routers["arm"]
+                router = self.routers[ARM]
         return await router.dispatch(request, self, host)
 
     async def start(self) -> None:
@@ -211,22 +221,21 @@ class Sandbox:
         # Clients keep connections alive; do not wait long for them when stopping.
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
         await self._runner.setup()
-        self.port = self.open_listener("open", None, self.settings.port)
+        self.port = self.open_listener(OPEN, None, self.settings.port)
         self.settings.port = self.port
         self.settings.save(self.state_dir)
-        for service in self._services:
-            restore = getattr(service, "restore", None)
-            if restore:
-                restore(self)
+        # In services.SERVICES order: hubs and registries reopen their ports before devices run.
+        for service in self.services:
+            if service.on_start is not None:
+                service.on_start(self)
         await asyncio.gather(*self._pending_sites)
         self._pending_sites.clear()
         self._write_runtime()
 
     async def stop(self) -> None:
-        for service in self._services:
-            shutdown = getattr(service, "shutdown", None)
-            if shutdown:
-                await shutdown(self)
+        for service in self.services:
+            if service.on_stop is not None:
+                await service.on_stop(self)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -107,7 +107,8 @@ class Store:
         return [json.loads(r[0]) for r in self._db.execute(sql + " ORDER BY key", args)]
 
     def by_type(self, doc_type: str, *, under: str | None = None) -> list[dict]:
-        sql, args = "SELECT body FROM docs WHERE type = ?", [doc_type]
+        sql = "SELECT body FROM docs WHERE type = ?"
+        args: list[object] = [doc_type]
         if under:
             under = under.lower() + "/"
             sql += " AND substr(key, 1, ?) = ?"

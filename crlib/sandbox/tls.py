@@ -114,8 +114,10 @@ def ensure_certificates(state_dir: Path) -> Path:
         _create_server_cert(state_dir, ca, ca_key)
     elif not (state_dir / SERVER_CERT).exists():
         ca = x509.load_pem_x509_certificate(ca_path.read_bytes())
-        ca_key = serialization.load_pem_private_key((state_dir / CA_KEY).read_bytes(), None)
-        _create_server_cert(state_dir, ca, ca_key)
+        loaded = serialization.load_pem_private_key((state_dir / CA_KEY).read_bytes(), None)
+        if not isinstance(loaded, ec.EllipticCurvePrivateKey):
+            raise ValueError(f"{state_dir / CA_KEY} is not an EC private key")
+        _create_server_cert(state_dir, ca, loaded)
     return ca_path
 
 

@@ -12,6 +12,10 @@ its password from the secret store; client tokens are tokens of the cloud regist
 
 The pull waits as well (up to the timeout) for the image to be synced and for the client token
 to be honoured: the connected registry reads its client tokens at each sync.
+
+The plan reads the token's password, the connected registry (its endpoint and its actual mode)
+and the registry once; its two changes are the pull and the push, run in that order. While the
+password or the device endpoint is missing it is blocked (run the access or deploy step first).
 """
 
 from __future__ import annotations
@@ -24,18 +28,20 @@ import json
 import tarfile
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, TypeVar
 
 import requests
 from dxf import exceptions as dxf_errors
 
 from .. import retries
+from ..azure import names, readers
 from ..context import RunContext
 from ..errors import ParameterError, PreconditionFailed, StepFailed, StepTimeout
+from ..plans import Action, StepPlan
 from ..results import Status, StepResult
-from .access import secret_purpose
-from .definition import text
-from .deploy import fetch_connected_registry
-from .endpoint import get_registry
 
 STEP = "checks"
 READ_ONLY_REFUSAL = "This operation is not allowed on this registry."
@@ -51,17 +57,12 @@ def _sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def client_token(ctx: RunContext) -> tuple[str, str]:
-    """The checks' client token name and its password from the secret store."""
+def client_token_name(ctx: RunContext) -> str:
+    """The checks' client token: `checks.client_token`, or the first of `client_access.tokens`."""
     name = ctx.site.checks.client_token or next((t.name for t in ctx.site.client_access.tokens), None)
     if name is None:
         raise ParameterError("client_access.tokens", "the checks need a client token; define one")
-    password = ctx.get_secret(secret_purpose(name))
-    if password is None:
-        raise PreconditionFailed(f"client token '{name}'", f"no password is stored (secret "
-                                                           f"'{ctx.secret_name(secret_purpose(name))}'); "
-                                                           "run the access step first")
-    return name, password
+    return name
 
 
 def _refusal(exc: Exception) -> tuple[int | None, str]:
@@ -78,7 +79,10 @@ def _refusal(exc: Exception) -> tuple[int | None, str]:
         return response.status_code, response.reason
 
 
-def _until(what: str, attempt, timeout: float, diagnose):
+_T = TypeVar("_T")
+
+
+def _until(what: str, attempt: Callable[[], _T], timeout: float, diagnose: Callable[[], list[str]]) -> _T:
     """Call attempt() until it returns a value; refusals (401, 404) are retried until the timeout."""
     deadline = time.monotonic() + timeout
     pause = _FIRST_RETRY_S
@@ -100,7 +104,7 @@ def _until(what: str, attempt, timeout: float, diagnose):
         pause = min(pause * 1.5, _MAX_RETRY_S)
 
 
-def _pull(client, tag: str) -> dict:
+def _pull(client: Any, tag: str) -> dict:
     """Manifest and blobs of one image, streamed and verified; returns digests and byte counts."""
     started = time.monotonic()
     text, response = client.get_manifest_and_response(tag)
@@ -149,13 +153,17 @@ def generated_image(site_name: str) -> tuple[list[bytes], bytes]:
     return [layer, config], manifest
 
 
-def _push(client, tag: str, blobs: list[bytes], manifest: bytes) -> None:
+def _push_blob(client: Any, blob: bytes) -> Any:
+    return client.push_blob(data=iter([blob]), digest=_sha256(blob))  # a fresh body each attempt
+
+
+def _push(client: Any, tag: str, blobs: list[bytes], manifest: bytes) -> None:
     for blob in blobs:
-        _restarting(lambda blob=blob: client.push_blob(data=iter([blob]), digest=_sha256(blob)))
+        _restarting(partial(_push_blob, client, blob))
     _restarting(lambda: client.set_manifest(tag, manifest.decode()))
 
 
-def _restarting(upload) -> None:
+def _restarting(upload: Callable[[], Any]) -> None:
     """An upload whose body the HTTP layer cannot replay after a lost connection (a streamed blob):
     restart it from the beginning, a few times. Refusals (4xx but a digest mismatch) are final."""
     for attempt in range(retries.ATTEMPTS):
@@ -171,78 +179,143 @@ def _restarting(upload) -> None:
                 raise
 
 
-def run_checks(ctx: RunContext, *, plan: bool = False, timeout: float = DEFAULT_TIMEOUT) -> StepResult:
-    """Pull and push through the device endpoint; raise StepFailed or StepTimeout when a check fails."""
-    site = ctx.site
-    checks, mode = site.checks, site.connected_registry.mode
-    repository, pull_tag = checks.pull_image.rsplit(":", 1)
-    push_tag = f"crlib-check-{dt.datetime.now(dt.UTC):%Y%m%d%H%M%S}-{uuid.uuid4().hex[:6]}"
-    push_line = (f"push a generated image to {checks.push_repository}:{push_tag} through the device endpoint "
-                 + ("and wait for it in the cloud registry" if mode == "ReadWrite" else "(expecting a refusal)"))
-    if plan:
-        return StepResult(STEP, Status.PLANNED, changes=[push_line],
-                          details={"pull": checks.pull_image, "mode": mode})
-    token, password = client_token(ctx)
-    cr = fetch_connected_registry(ctx)
-    endpoint = cr.login_server.host if cr is not None and cr.login_server else None
-    if not endpoint:
-        raise PreconditionFailed("connected_registry", f"'{site.connected_registry.name}' reports no device endpoint "
-                                                       "(loginServer.host); run the deploy step first")
-    # Check what the registry is, not what the parameters say it should be (a form edit in 03 may
-    # have changed the mode for one notebook only); the difference is reported.
-    actual = text(cr.mode)
-    drift = {"mode_in_parameters": mode} if actual != mode else {}
-    mode = actual
+# -- the step ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Target:
+    """What the checks run against, read once while planning."""
 
-    def diagnose() -> list[str]:
-        now = fetch_connected_registry(ctx)
-        if now is None:
-            return ["the connected registry no longer exists"]
-        return [f"connected registry is {text(now.connection_state)}, last sync "
-                f"{now.parent.sync_properties.last_sync_time}, schedule {now.parent.sync_properties.schedule}"] + [
-            f"statusDetails {d.code}: {d.description}" for d in now.status_details or []]
+    token: str
+    password: str | None
+    connected: Any  # the connected registry as ARM shows it, or None
+    registry: Any  # the cloud registry, or None
+    mode: str  # the connected registry's own mode (the parameters' while it does not exist)
+    push_tag: str
 
-    with ctx.clients.oci(endpoint, repository, username=token, password=password) as device:
-        pulled = _until(f"pull {checks.pull_image} from {endpoint}", lambda: _pull(device, pull_tag), timeout,
-                        diagnose)
-    blobs, manifest = generated_image(site.site)
-    pushed = {"repository": checks.push_repository, "tag": push_tag, "digest": _sha256(manifest),
-              "bytes": sum(map(len, blobs)) + len(manifest)}
-    started = time.monotonic()
-    with ctx.clients.oci(endpoint, checks.push_repository, username=token, password=password) as device:
+    @property
+    def endpoint(self) -> str | None:
+        login = self.connected.login_server if self.connected is not None else None
+        return login.host if login else None
+
+    @property
+    def device(self) -> str:
+        """The device endpoint, which a plan that can be applied has (else it is blocked)."""
+        assert self.endpoint is not None
+        return self.endpoint
+
+
+def _missing(ctx: RunContext, target: _Target) -> PreconditionFailed | None:
+    """What an earlier step has not made yet: the token's password, the device endpoint, the registry."""
+    if target.password is None:
+        secret = ctx.secret_name(names.client_token_secret(target.token))
+        return PreconditionFailed(f"client token '{target.token}'", f"no password is stored (secret '{secret}'); "
+                                                                    "run the access step first")
+    if not target.endpoint:
+        return PreconditionFailed("connected_registry", f"'{ctx.site.connected_registry.name}' reports no device "
+                                                        "endpoint (loginServer.host); run the deploy step first")
+    if target.mode == "ReadWrite" and target.registry is None:
+        return PreconditionFailed("registry", f"'{ctx.site.registry.name}' no longer exists; cannot look for the push")
+    return None
+
+
+def _diagnose(ctx: RunContext) -> list[str]:
+    now = readers.connected_registry(ctx)
+    if now is None:
+        return ["the connected registry no longer exists"]
+    sync = now.parent.sync_properties
+    return [f"connected registry is {readers.text(now.connection_state)}, last sync {sync.last_sync_time}, "
+            f"schedule {sync.schedule}"] + [f"statusDetails {d.code}: {d.description}" for d in now.status_details or []]
+
+
+def _pull_check(ctx: RunContext, target: _Target, timeout: float, plan: StepPlan) -> None:
+    image = ctx.site.checks.pull_image
+    repository, tag = image.rsplit(":", 1)
+    with ctx.clients.oci(target.device, repository, username=target.token, password=target.password) as device:
+        plan.made["pull"] = _until(f"pull {image} from {target.endpoint}", lambda: _pull(device, tag), timeout,
+                                   partial(_diagnose, ctx))
+
+
+def _pushed(ctx: RunContext, target: _Target, blobs: list[bytes], manifest: bytes) -> tuple[int | None, str] | None:
+    """Push through the device endpoint: None when accepted, else the refusal (fatal for ReadWrite)."""
+    repository = ctx.site.checks.push_repository
+    with ctx.clients.oci(target.device, repository, username=target.token, password=target.password) as device:
         try:
-            _push(device, push_tag, blobs, manifest)
-            refusal = None
+            _push(device, target.push_tag, blobs, manifest)
         except (requests.HTTPError, dxf_errors.DXFUnauthorizedError) as exc:
-            refusal = _refusal(exc)
-            if mode == "ReadWrite":
-                raise StepFailed(STEP, f"the push to {endpoint} was refused: {refusal[0]} {refusal[1]}",
+            refused = _refusal(exc)
+            if target.mode == "ReadWrite":
+                raise StepFailed(STEP, f"the push to {target.endpoint} was refused: {refused[0]} {refused[1]}",
                                  error=exc) from exc
-    if mode == "ReadOnly":
-        if refusal is None:
-            raise StepFailed(STEP, f"the ReadOnly connected registry at {endpoint} accepted a push")
-        # A token without content/write is refused too (401), but only the registry's own 403 shows the mode.
-        pushed |= {"refused_with": refusal[0], "refusal": refusal[1],
-                   "read_only_refusal": refusal == (403, READ_ONLY_REFUSAL)}
-        return StepResult(STEP, Status.UNCHANGED, [cr.id], details={"endpoint": endpoint, "token": token,
-                                                                    "mode": mode, "pull": pulled, "push": pushed,
-                                                                    **drift})
-    pushed["pushed_s"] = round(time.monotonic() - started, 3)
-    registry = get_registry(ctx)
-    if registry is None:
-        raise PreconditionFailed("registry", f"'{site.registry.name}' no longer exists; cannot look for the push")
+            return refused
+    return None
+
+
+def _arrival(ctx: RunContext, target: _Target, digest: str, timeout: float) -> None:
+    """Wait until the next sync brings the pushed image to the cloud registry, with the same digest."""
+    repository, tag = ctx.site.checks.push_repository, target.push_tag
 
     def in_cloud() -> str:
-        digest, _ = cloud.head_manifest_and_response(push_tag)
-        if digest != pushed["digest"]:
-            raise StepFailed(STEP, f"{checks.push_repository}:{push_tag} reached the cloud registry as {digest}, "
-                                   f"not {pushed['digest']}")
-        return digest
+        found, _ = cloud.head_manifest_and_response(tag)
+        if found != digest:
+            raise StepFailed(STEP, f"{repository}:{tag} reached the cloud registry as {found}, not {digest}")
+        return found
 
-    with ctx.clients.oci(registry.login_server, checks.push_repository, username=token, password=password) as cloud:
-        _until(f"{checks.push_repository}:{push_tag} in the cloud registry", in_cloud, timeout, diagnose)
+    with ctx.clients.oci(target.registry.login_server, repository, username=target.token,
+                         password=target.password) as cloud:
+        _until(f"{repository}:{tag} in the cloud registry", in_cloud, timeout, partial(_diagnose, ctx))
+
+
+def _push_check(ctx: RunContext, target: _Target, timeout: float, plan: StepPlan) -> None:
+    blobs, manifest = generated_image(ctx.site.site)
+    pushed: dict[str, object] = {"repository": ctx.site.checks.push_repository, "tag": target.push_tag,
+                                 "digest": _sha256(manifest), "bytes": sum(map(len, blobs)) + len(manifest)}
+    started = time.monotonic()
+    refused = _pushed(ctx, target, blobs, manifest)
+    plan.made["push"] = pushed
+    if target.mode == "ReadOnly":
+        if refused is None:
+            raise StepFailed(STEP, f"the ReadOnly connected registry at {target.endpoint} accepted a push")
+        # A token without content/write is refused too (401), but only the registry's own 403 shows the mode.
+        pushed |= {"refused_with": refused[0], "refusal": refused[1],
+                   "read_only_refusal": refused == (403, READ_ONLY_REFUSAL)}
+        return
+    pushed["pushed_s"] = round(time.monotonic() - started, 3)
+    _arrival(ctx, target, _sha256(manifest), timeout)
     pushed |= {"arrived_in_cloud": True, "arrival_s": round(time.monotonic() - started, 3)}
-    pushed_id = f"{registry.id}/repositories/{checks.push_repository}/tags/{push_tag}"  # where the push landed
-    return StepResult(STEP, Status.CREATED, [cr.id, pushed_id], changes=[push_line],
-                      details={"endpoint": endpoint, "token": token, "mode": mode, "pull": pulled, "push": pushed,
-                               **drift})
+
+
+def plan_checks(ctx: RunContext, *, timeout: float = DEFAULT_TIMEOUT) -> StepPlan:
+    """Pull, then push, through the device endpoint; apply raises StepFailed or StepTimeout when a
+    check fails."""
+    site, checks = ctx.site, ctx.site.checks
+    token = client_token_name(ctx)
+    connected = readers.connected_registry(ctx)
+    # Check what the registry is, not what the parameters say it should be (a form edit in 03 may
+    # have changed the mode for one notebook only); the difference is reported.
+    mode = readers.text(connected.mode) if connected is not None else site.connected_registry.mode
+    target = _Target(token, ctx.get_secret(names.client_token_secret(token)), connected, readers.registry(ctx), mode,
+                     f"crlib-check-{dt.datetime.now(dt.UTC):%Y%m%d%H%M%S}-{uuid.uuid4().hex[:6]}")
+    plan = StepPlan(STEP, details={"pull": checks.pull_image, "mode": mode}, blocked_by=_missing(ctx, target),
+                    finish=partial(_checked, ctx, target))
+    plan.add(Action.RUN, "image pull", checks.pull_image, f"pull {checks.pull_image} through the device endpoint",
+             call=partial(_pull_check, ctx, target, timeout, plan))
+    plan.add(Action.RUN, "image push", f"{checks.push_repository}:{target.push_tag}",
+             f"push a generated image to {checks.push_repository}:{target.push_tag} through the device endpoint "
+             + ("and wait for it in the cloud registry" if mode == "ReadWrite" else "(expecting a refusal)"),
+             call=partial(_push_check, ctx, target, timeout, plan))
+    return plan
+
+
+def _checked(ctx: RunContext, target: _Target, plan: StepPlan) -> StepResult:
+    """ReadOnly: unchanged (the push was refused); ReadWrite: created, the pushed tag with it."""
+    wanted = ctx.site.connected_registry.mode
+    details = {"endpoint": target.endpoint, "token": target.token, "mode": target.mode, "pull": plan.made["pull"],
+               "push": plan.made["push"], **({"mode_in_parameters": wanted} if wanted != target.mode else {})}
+    if target.mode == "ReadOnly":
+        return StepResult(STEP, Status.UNCHANGED, [target.connected.id], plan.summaries, details=details)
+    # Where the push landed.
+    pushed_id = f"{target.registry.id}/repositories/{ctx.site.checks.push_repository}/tags/{target.push_tag}"
+    return StepResult(STEP, Status.CREATED, [target.connected.id, pushed_id], plan.summaries, details=details)
+
+
+def run_checks(ctx: RunContext, *, plan: bool = False, timeout: float = DEFAULT_TIMEOUT) -> StepResult:
+    return plan_checks(ctx, timeout=timeout).outcome(plan=plan)

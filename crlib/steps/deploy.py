@@ -1,161 +1,220 @@
-"""Deploy the manifest to the device and wait until the connected registry runs; rotate its sync
-password end to end.
+"""Steps 'deploy' and 'rotate': run the deployment on the site's host and wait until the connected
+registry runs; rotate its sync password end to end.
 
-The deployment goes to a `DeploymentHost` (crlib.hosts): an IoT Edge device today. The step
-compares what the host already wants with the manifest and applies only on a difference, so a
-second run writes nothing. Then it waits for two things: the host's documented success rule
-(`$edgeAgent`: desired version applied, code 200, every module running its desired image) and
-the connected registry, read from ARM, Active and Online (Syncing counts: a long first sync is
-still a connected registry at work). When the apply starts a new connected registry module, the
-connected registry must also show activity newer than before it, so a status left over from the
-previous instance does not pass.
-On timeout the StepTimeout carries a diagnosis: modules in backoff with their statusDescription,
-the device's connection, the connected registry's statusDetails.
+The deployment goes to a `DeploymentHost` (crlib.hosts: an IoT Edge device today); this module
+knows nothing of the host's kind. The plan compares what the host already wants with the
+deployment and applies only on a difference (one change), so a second run writes nothing. Then
+`finish` waits for two things: the host's documented success rule (`status`) and the connected
+registry, read from ARM, Active and Online (Syncing counts: a long first sync is still a connected
+registry at work). When the apply starts a new connected registry instance, the connected registry
+must also show activity newer than just before the apply, so a status left over from the
+previous instance does not pass. On timeout the StepTimeout carries a diagnosis: the host's
+findings (modules in backoff with their statusDescription, the device's connection) and the
+connected registry's statusDetails.
+
+Rotation checks everything the redeploy needs before the password changes, because from then on
+the device's old password is refused: the host can be reached, the module pull credential works
+(repaired first when it does not), and the deployment's record is valid. Then the sync password
+is regenerated and the connection string rebuilt (crlib.azure.sync_credentials), the deployment
+rebuilt with it and applied, and the wait is the deploy step's.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import time
+from functools import partial
+from typing import Any
 
-from msrest.exceptions import HttpOperationError
-
+from ..azure import readers
+from ..azure.inputs import refusal
+from ..azure.pull_access import plan_pull_access
+from ..azure.sync_credentials import plan_sync_credentials
 from ..context import RunContext
-from ..errors import PreconditionFailed, StepFailed, StepTimeout
-from ..hosts import DeploymentHost, differences
-from ..hosts.iotedge import IoTEdgeHost
-from ..results import Status, StepResult, combine
-from .definition import get_or_none, text
-from .hub import lookup_hub
-from .manifest import CONNECTED_REGISTRY_MODULE, build_manifest, ensure_manifest, validate_manifest
-from .settings import rotate_sync_password
+from ..errors import PreconditionFailed, StepTimeout
+from ..hosts import DeploymentHost, host_for
+from ..plans import Action, FieldChange, StepPlan, combine_plans
+from ..results import Status, StepResult
 
 STEP = "deploy"
+ROTATE_STEP = "rotate"
 ONLINE_STATES = ("Online", "Syncing")
 DEFAULT_TIMEOUT = 900.0  # image pulls and the first activation can take minutes on a real device
 _FIRST_DELAY, _MAX_DELAY = 0.2, 5.0
+ACTIVE_AFTER = "active_after"  # StepPlan.made key: the connected registry's last activity before the apply
+
+# Moved to crlib.azure.readers; kept for callers that import it from here.
+fetch_connected_registry = readers.connected_registry
 
 
-def deployment_host(ctx: RunContext, *, required: bool = True) -> DeploymentHost | None:
-    """The site's host, reached through the hub's owner key read from Azure; None when the hub
-    does not exist and `required` is false (plan mode)."""
-    hub = lookup_hub(ctx, required=required)
-    if hub is None:
-        return None
-    return IoTEdgeHost(ctx.clients, hub.connection_string, ctx.site.device.id, hub_name=hub.name)
+def deployment_host(ctx: RunContext, *, required: bool = True) -> DeploymentHost:
+    """The site's host; with `required`, PreconditionFailed unless it can be reached."""
+    return host_for(ctx, step=STEP, required=required)
 
 
-def fetch_connected_registry(ctx: RunContext):
-    """The site's connected registry as ARM shows it now, or None."""
-    site = ctx.site
-    return get_or_none(lambda: ctx.clients.acr.connected_registries.get(
-        site.resource_group, site.registry.name, site.connected_registry.name))
-
-
-def _is_running(cr, active_after) -> bool:
+# -- waiting ----------------------------------------------------------------------------------------
+def _is_running(cr: Any, active_after: dt.datetime | None) -> bool:
     if cr is None or cr.connection_state not in ONLINE_STATES or cr.activation is None \
             or cr.activation.status != "Active":
         return False
     return active_after is None or (cr.last_activity_time is not None and cr.last_activity_time > active_after)
 
 
-def _registry_findings(ctx: RunContext, cr) -> list[str]:
+def _registry_findings(ctx: RunContext, cr: Any) -> list[str]:
     name = ctx.site.connected_registry.name
     if cr is None:
         return [f"connected registry '{name}' does not exist"]
-    activation = text(cr.activation.status) if cr.activation else "unknown"
-    findings = [f"connected registry '{name}' is {text(cr.connection_state)} and {activation}"]
+    activation = readers.text(cr.activation.status) if cr.activation else "unknown"
+    findings = [f"connected registry '{name}' is {readers.text(cr.connection_state)} and {activation}"]
     findings += [f"connected registry statusDetails {d.code}: {d.description}" for d in cr.status_details or []]
     return findings
 
 
 def wait_for_deployment(ctx: RunContext, *, timeout: float = DEFAULT_TIMEOUT, host: DeploymentHost | None = None,
-                        active_after=None) -> dict:
+                        active_after: dt.datetime | None = None, step: str = STEP) -> dict:
     """Wait until the host runs its deployment and the connected registry is Active and Online
     (with activity after `active_after`, when given); raise StepTimeout with a diagnosis."""
-    host = host or deployment_host(ctx)
+    host = host or host_for(ctx, step=step)
     started = time.monotonic()
     delay = _FIRST_DELAY
     while True:
         status = host.status()
-        cr = fetch_connected_registry(ctx) if status.ready else None
-        if status.ready and _is_running(cr, active_after):
+        cr = readers.connected_registry(ctx) if status.ready else None
+        if cr is not None and _is_running(cr, active_after):
             return {"desired_version": status.version, "modules": status.modules,
-                    "connection_state": text(cr.connection_state),
+                    "connection_state": readers.text(cr.connection_state),
                     "login_server_host": cr.login_server.host if cr.login_server else None,
                     "waited_s": round(time.monotonic() - started, 2)}
         remaining = timeout - (time.monotonic() - started)
         if remaining <= 0:
-            diagnosis = host.diagnose() + _registry_findings(ctx, cr or fetch_connected_registry(ctx))
+            diagnosis = host.diagnose() + _registry_findings(ctx, cr or readers.connected_registry(ctx))
             waiting_for = status.summary if not status.ready else "the connected registry to be Online and Active"
-            raise StepTimeout(STEP, f"{host.label} did not settle within {timeout:g} s: waiting for {waiting_for}",
+            raise StepTimeout(step, f"{host.label} did not settle within {timeout:g} s: waiting for {waiting_for}",
                               diagnosis=diagnosis)
         time.sleep(min(delay, remaining))
         delay = min(delay * 1.5, _MAX_DELAY)
 
 
-def ensure_deployment(ctx: RunContext, *, plan: bool = False, timeout: float = DEFAULT_TIMEOUT,
-                      manifest: dict | None = None) -> StepResult:
-    """Apply the manifest (by default the one built from the parameters) when the device wants
-    something else, then wait until it runs. A given manifest is validated the same way."""
-    host = deployment_host(ctx, required=not plan)
-    if manifest is None:
-        try:
-            manifest = build_manifest(ctx)
-        except PreconditionFailed:
-            if not plan:
-                raise
-            return StepResult(STEP, Status.PLANNED, changes=[
-                f"apply the deployment manifest to IoT Edge device '{ctx.site.device.id}' once its inputs exist",
-                f"wait until connected registry '{ctx.site.connected_registry.name}' is Online"])
-    validate_manifest(manifest)
+# -- applying ---------------------------------------------------------------------------------------
+def _apply(ctx: RunContext, host: DeploymentHost, deployment: dict, differences: list[str], plan: StepPlan) -> None:
+    """Apply; when that starts a new connected registry instance, note its last activity just before."""
+    if host.starts_new_registry(differences):
+        before = readers.connected_registry(ctx)
+        plan.made[ACTIVE_AFTER] = before.last_activity_time if before is not None else None
+    host.apply(deployment)
+
+
+def _waiting_for_inputs(ctx: RunContext, host: DeploymentHost, missing: PreconditionFailed) -> StepPlan:
+    """Before the host, the registry or a secret exists: what will happen, blocked until it can."""
+    plan = StepPlan(STEP, blocked_by=missing)
+    plan.add(Action.CREATE, "deployment", host.name,
+             f"apply the deployment manifest to {host.name} once its inputs exist")
+    plan.add(Action.RUN, "connected registry", ctx.site.connected_registry.name,
+             f"wait until connected registry '{ctx.site.connected_registry.name}' is Online")
+    return plan
+
+
+def _deployment(host: DeploymentHost, manifest: dict | None, *,
+                record: bool = False) -> tuple[dict | None, PreconditionFailed | None]:
+    """The deployment to run (the one given, or the host's own), and what an earlier step has not
+    made yet (the host's place, the registry, a secret)."""
+    missing = refusal(host.check)
+    if manifest is not None or missing is not None:
+        return manifest, missing
     try:
-        current = host.current(manifest) if host else None
-    except HttpOperationError as exc:
-        if not plan:
-            raise StepFailed(STEP, f"could not read the deployment of {host.label}: {exc}", error=exc) from exc
-        current = None
-    diffs = differences(current, manifest)
-    label = host.label if host else f"IoT Edge device '{ctx.site.device.id}'"
-    changes = [f"apply the deployment manifest to {label} ({', '.join(diffs)})"] if diffs else []
-    modules = sorted(manifest["$edgeAgent"]["properties.desired"].get("modules") or {})
-    if plan:
-        return StepResult(STEP, Status.PLANNED if changes else Status.UNCHANGED, changes=changes,
-                          details={"modules": modules})
-    active_after = None
-    if diffs:
-        if {"no deployment yet", f"$edgeAgent modules.{CONNECTED_REGISTRY_MODULE}"} & set(diffs):
-            # A new module instance must activate: a status from before the apply does not count.
-            before = fetch_connected_registry(ctx)
-            active_after = before.last_activity_time if before is not None else None
-        try:
-            host.apply(manifest)
-        except HttpOperationError as exc:
-            raise StepFailed(STEP, f"IoT Hub refused the deployment for {host.label}: {exc}", error=exc) from exc
-    outcome = wait_for_deployment(ctx, timeout=timeout, host=host, active_after=active_after)
-    ctx.state[STEP] = {"device_id": ctx.site.device.id, "desired_version": outcome["desired_version"],
-                       "login_server_host": outcome["login_server_host"]}
-    status = Status.UNCHANGED if not diffs else Status.CREATED if current is None else Status.UPDATED
-    return StepResult(STEP, status, [host.resource_id], changes=changes,
+        return host.desired(record=record), None
+    except PreconditionFailed as exc:
+        return None, exc
+
+
+def plan_deployment(ctx: RunContext, *, timeout: float = DEFAULT_TIMEOUT, manifest: dict | None = None) -> StepPlan:
+    """Apply the deployment (by default the one the host composes from the parameters) when the
+    host wants something else; `finish` waits until it runs. A given manifest is validated the same way."""
+    host = host_for(ctx, step=STEP, required=False)
+    deployment, missing = _deployment(host, manifest)
+    if deployment is not None:
+        host.validate(deployment)
+    if missing is not None:
+        return _waiting_for_inputs(ctx, host, missing)
+    assert deployment is not None  # given, or composed: _deployment names what is missing otherwise
+    current = host.current(deployment)
+    differences = host.differences(current, deployment)
+    modules = host.modules(deployment)
+    plan = StepPlan(STEP, resource_ids=[host.resource_id], details={"modules": modules}, created=current is None)
+    plan.finish = partial(_deployed, ctx, host, timeout, modules)
+    if differences:
+        plan.add(Action.CREATE if current is None else Action.UPDATE, "deployment", host.name,
+                 f"apply the deployment manifest to {host.label} ({', '.join(differences)})",
+                 fields=[FieldChange(d, None if current is None else "deployed", "desired") for d in differences],
+                 call=partial(_apply, ctx, host, deployment, differences, plan))
+    return plan
+
+
+def _deployed(ctx: RunContext, host: DeploymentHost, timeout: float, modules: list[str], plan: StepPlan) -> StepResult:
+    outcome = wait_for_deployment(ctx, timeout=timeout, host=host, active_after=plan.made.get(ACTIVE_AFTER))
+    return StepResult(STEP, plan.applied_status(), list(plan.resource_ids), plan.summaries,
                       details=outcome | {"manifest_modules": modules})
 
 
+def ensure_deployment(ctx: RunContext, *, plan: bool = False, timeout: float = DEFAULT_TIMEOUT,
+                      manifest: dict | None = None) -> StepResult:
+    return plan_deployment(ctx, timeout=timeout, manifest=manifest).outcome(plan=plan)
+
+
+# -- rotation ---------------------------------------------------------------------------------------
+def _unready(host: DeploymentHost) -> PreconditionFailed | None:
+    """What the redeploy after a rotation would lack: the host, or the registry its record needs.
+    An invalid record is refused (ManifestInvalid) here, before the password changes."""
+    record, missing = _deployment(host, None, record=True)
+    if record is not None:
+        host.validate(record)
+    return missing
+
+
+def _redeploy(ctx: RunContext, host: DeploymentHost, plan: StepPlan) -> None:
+    """The deployment rebuilt with the new password (read from the store), validated, applied."""
+    deployment = host.desired()
+    host.validate(deployment)
+    differences = host.differences(host.current(deployment), deployment)
+    if differences:
+        _apply(ctx, host, deployment, differences, plan)
+
+
+def _plan_redeploy(ctx: RunContext, host: DeploymentHost, timeout: float) -> StepPlan:
+    plan = StepPlan(ROTATE_STEP)
+    name = ctx.site.connected_registry.name
+    plan.add(Action.UPDATE, "deployment", host.name, f"rebuild the deployment manifest with the new sync password "
+             f"and apply it to {host.name}", call=partial(_redeploy, ctx, host, plan))
+
+    def wait() -> None:
+        plan.made["outcome"] = wait_for_deployment(ctx, timeout=timeout, host=host, step=ROTATE_STEP,
+                                                   active_after=plan.made.get(ACTIVE_AFTER))
+
+    plan.add(Action.RUN, "connected registry", name, f"wait until connected registry '{name}' is Online with it",
+             call=wait)
+    return plan
+
+
+def plan_rotation(ctx: RunContext, *, timeout: float = DEFAULT_TIMEOUT) -> StepPlan:
+    """A new sync password, a deployment that carries it, applied, and the wait until the connected
+    registry is Online with it. The pull credential's repairs come first, before the password changes."""
+    host = host_for(ctx, step=ROTATE_STEP, required=False)
+    unready = _unready(host)
+    pull = plan_pull_access(ctx, ROTATE_STEP, readers.registry(ctx))
+    sync = plan_sync_credentials(ctx, ROTATE_STEP, rotate=True)
+    redeploy = _plan_redeploy(ctx, host, timeout)
+    plan = combine_plans(ROTATE_STEP, [pull, sync, redeploy])
+    plan.blocked_by = unready or plan.blocked_by
+    plan.created = False
+
+    def finish(done: StepPlan) -> StepResult:
+        rotated = sync.finish(sync) if sync.finish else sync.preview()
+        return StepResult(ROTATE_STEP, Status.UPDATED, [*done.resource_ids, host.resource_id], done.summaries,
+                          done.secrets | rotated.secrets, done.details | redeploy.made.get("outcome", {}))
+
+    plan.finish = finish
+    return plan
+
+
 def rotate_credentials(ctx: RunContext, *, plan: bool = False, timeout: float = DEFAULT_TIMEOUT) -> StepResult:
-    """A new sync password (the settings step generates and stores it), a manifest that carries it,
-    a redeployment, and the wait until the connected registry is Online with it."""
-    if not plan:
-        # Once the password changes the device's old one is refused: check everything the
-        # redeploy needs (host, pull access, a valid manifest) before rotating.
-        deployment_host(ctx)
-        if ensure_manifest(ctx, plan=True).changes:
-            ensure_manifest(ctx)
-        validate_manifest(build_manifest(ctx, record=True))
-    rotated = rotate_sync_password(ctx, plan=plan)
-    if plan:
-        follow_up = StepResult("rotate", Status.PLANNED, changes=[
-            f"rebuild the deployment manifest with the new sync password and apply it to IoT Edge device "
-            f"'{ctx.site.device.id}'",
-            f"wait until connected registry '{ctx.site.connected_registry.name}' is Online with it"])
-        return combine("rotate", [rotated, follow_up], plan=True)
-    rebuilt = ensure_manifest(ctx)
-    deployed = ensure_deployment(ctx, timeout=timeout)
-    return combine("rotate", [rotated, rebuilt, deployed], plan=False)
+    return plan_rotation(ctx, timeout=timeout).outcome(plan=plan)

@@ -8,43 +8,27 @@ device is connected and its `$edgeAgent` reports. Readiness is read from the `$e
 
 from __future__ import annotations
 
-from azure.core.exceptions import ResourceNotFoundError
-from msrest.exceptions import HttpOperationError
+from functools import partial
+from typing import Any
 
+from ..azure import names, readers
+from ..azure.devices import device_address, device_connection_string, parent_device_endpoint
+from ..azure.errors import map_exceptions
 from ..context import RunContext
-from ..errors import ParameterError, PreconditionFailed, StepFailed
+from ..errors import PreconditionFailed
+from ..plans import Action, FieldChange, StepPlan
 from ..results import Status, StepResult
-from .hub import HubAccess, keep_secret, lookup_hub
 
-DEVICE_SECRET = "device-connection-string"
 EDGE_AGENT = "$edgeAgent"
 AGENT_NO_DEPLOYMENT = 417  # $edgeAgent's code while the device has no deployment
 
 
-def _get_device(manager, device_id: str):
-    try:
-        return manager.get_device(device_id)
-    except HttpOperationError as exc:
-        if exc.response is not None and exc.response.status_code == 404:
-            return None
-        raise
-
-
-def _device_address(hub: HubAccess, device_id: str) -> str:
-    return f"{hub.host_name}/devices/{device_id}"
-
-
-def _connection_string(hub: HubAccess, device) -> str:
-    return (f"HostName={hub.host_name};DeviceId={device.device_id};"
-            f"SharedAccessKey={device.authentication.symmetric_key.primary_key}")
-
-
-def _parent_scopes(ctx: RunContext, manager) -> list[str]:
+def _parent_scopes(ctx: RunContext, manager: Any) -> list[str]:
     """A nested device's parent scope: the parent edge device's own scope."""
     parent_id = ctx.site.device.parent_device
     if not parent_id:
         return []
-    parent = _get_device(manager, parent_id)
+    parent = readers.device_identity(manager, parent_id)
     if parent is None or not parent.capabilities.iot_edge:
         problem = "does not exist" if parent is None else "is not an IoT Edge device"
         raise PreconditionFailed("device.parent_device", f"parent device '{parent_id}' {problem} in hub "
@@ -52,7 +36,7 @@ def _parent_scopes(ctx: RunContext, manager) -> list[str]:
     return [parent.device_scope]
 
 
-def _check_usable(ctx: RunContext, device) -> None:
+def _check_usable(ctx: RunContext, device: Any) -> None:
     if not device.capabilities.iot_edge:
         raise PreconditionFailed("device.id", f"device '{device.device_id}' exists in hub '{ctx.site.hub.name}' "
                                               "but is not an IoT Edge device; delete it or choose another device.id")
@@ -61,112 +45,149 @@ def _check_usable(ctx: RunContext, device) -> None:
                                               f"{device.authentication.type}; the runbook provisions SAS keys")
 
 
-def ensure_device(ctx: RunContext, *, plan: bool = False) -> StepResult:
+# -- the identity -------------------------------------------------------------------------------------
+def _plan_create(ctx: RunContext, plan: StepPlan, manager: Any, parent_scopes: list[str], summary: str) -> None:
+    device_id = ctx.site.device.id
+
+    def create() -> None:
+        with map_exceptions("device", f"creating device '{device_id}'"):
+            # Empty keys: the hub generates them.
+            plan.made["device"] = manager.create_device_with_sas(device_id, "", "", "enabled", iot_edge=True,
+                                                                 parent_scopes=parent_scopes or None)
+
+    plan.created = True
+    plan.add(Action.CREATE, "device identity", device_id, summary, call=create,
+             fields=[FieldChange("status", None, "enabled"), FieldChange("parent_scopes", None, parent_scopes)])
+
+
+def _plan_drift(ctx: RunContext, plan: StepPlan, manager: Any, device: Any, parent_scopes: list[str]) -> None:
+    """Enable a disabled device and set its parent, keeping its keys."""
+    device_id, parent_id = ctx.site.device.id, ctx.site.device.parent_device
+    drift, fields = [], []
+    if device.status != "enabled":
+        drift.append(f"enable it (it is {device.status})")
+        fields.append(FieldChange("status", device.status, "enabled"))
+    if sorted(device.parent_scopes or []) != parent_scopes:
+        drift.append(f"set its parent to '{parent_id}'" if parent_id else "remove its parent")
+        fields.append(FieldChange("parent_scopes", sorted(device.parent_scopes or []), parent_scopes))
+    if not drift:
+        return
+    keys = device.authentication.symmetric_key
+
+    def update() -> None:
+        with map_exceptions("device", f"updating device '{device_id}'"):
+            plan.made["device"] = manager.update_device_with_sas(
+                device_id, device.etag, keys.primary_key, keys.secondary_key, "enabled", iot_edge=True,
+                device_scope=device.device_scope, parent_scopes=parent_scopes)
+
+    plan.add(Action.UPDATE, "device identity", device_id, f"update device '{device_id}': {'; '.join(drift)}",
+             fields=fields, call=update)
+
+
+def plan_device(ctx: RunContext) -> StepPlan:
     """The edge-enabled device identity; its connection string as a secret."""
     device_id, parent_id = ctx.site.device.id, ctx.site.device.parent_device
     create = f"create IoT Edge device identity '{device_id}' in hub '{ctx.site.hub.name}'" + (
         f" under parent device '{parent_id}'" if parent_id else "")
-    hub = lookup_hub(ctx, required=not plan)
-    if hub is None:
-        return StepResult("device", Status.PLANNED, changes=[create])
+    plan = StepPlan("device")
+    hub, plan.blocked_by = readers.or_blocker(lambda: readers.hub_access(ctx))
+    if hub is None:  # the hub step has not run: the device will be created
+        plan.add(Action.CREATE, "device identity", device_id, create)
+        return plan
     manager = ctx.clients.registry_manager(hub.connection_string)
     parent_scopes = _parent_scopes(ctx, manager)
-    device = _get_device(manager, device_id)
+    device = readers.device_identity(manager, device_id)
+    plan.resource_ids.append(device_address(hub, device_id))
+    plan.made["device"] = device
+    plan.finish = partial(_device_result, ctx, hub)
     if device is None:
-        if plan:
-            return StepResult("device", Status.PLANNED, changes=[create])
-        try:
-            # Empty keys: the hub generates them.
-            device = manager.create_device_with_sas(device_id, "", "", "enabled", iot_edge=True,
-                                                    parent_scopes=parent_scopes or None)
-        except HttpOperationError as exc:
-            raise StepFailed("device", f"creating device '{device_id}' failed: {exc}", error=exc) from exc
-        status, changes = Status.CREATED, [create]
-    else:
-        _check_usable(ctx, device)
-        drift = []
-        if device.status != "enabled":
-            drift.append(f"enable it (it is {device.status})")
-        if sorted(device.parent_scopes or []) != parent_scopes:
-            drift.append(f"set its parent to '{parent_id}'" if parent_id else "remove its parent")
-        status, changes = Status.UNCHANGED, []
-        if drift:
-            changes = [f"update device '{device_id}': {'; '.join(drift)}"]
-            if plan:
-                return StepResult("device", Status.PLANNED, [_device_address(hub, device_id)], changes=changes)
-            keys = device.authentication.symmetric_key
-            try:
-                device = manager.update_device_with_sas(
-                    device_id, device.etag, keys.primary_key, keys.secondary_key, "enabled", iot_edge=True,
-                    device_scope=device.device_scope, parent_scopes=parent_scopes)
-            except HttpOperationError as exc:
-                raise StepFailed("device", f"updating device '{device_id}' failed: {exc}", error=exc) from exc
-            status = Status.UPDATED
-    ctx.state["device"] = {"id": device.device_id, "hub_host_name": hub.host_name, "device_scope": device.device_scope}
-    result = StepResult("device", status, [_device_address(hub, device_id)], changes=changes,
-                        details={"device_scope": device.device_scope, "parent_device": parent_id})
-    if not plan:  # plan mode never writes the secret store
-        result.secrets[DEVICE_SECRET] = keep_secret(ctx, DEVICE_SECRET, _connection_string(hub, device))
-    return result
+        _plan_create(ctx, plan, manager, parent_scopes, create)
+        return plan
+    _check_usable(ctx, device)
+    plan.details |= {"device_scope": device.device_scope, "parent_device": parent_id}
+    _plan_drift(ctx, plan, manager, device, parent_scopes)
+    return plan
+
+
+def _device_result(ctx: RunContext, hub: readers.HubAccess, plan: StepPlan) -> StepResult:
+    """After the writes: the device's connection string into the secret store (unless it holds it)."""
+    device = plan.made["device"]
+    reference = ctx.keep_secret(names.DEVICE_SECRET, device_connection_string(hub, device))
+    return StepResult("device", plan.applied_status(), list(plan.resource_ids), plan.summaries,
+                      {names.DEVICE_SECRET: reference},
+                      {"device_scope": device.device_scope, "parent_device": ctx.site.device.parent_device})
+
+
+def ensure_device(ctx: RunContext, *, plan: bool = False) -> StepResult:
+    return plan_device(ctx).outcome(plan=plan)
 
 
 # -- provisioning -------------------------------------------------------------------------------------
-def parent_device_endpoint(ctx: RunContext) -> str:
-    """A nested device's parent host: the device endpoint its parent connected registry reports."""
-    parent = ctx.site.connected_registry.parent
-    if parent is None:
-        raise ParameterError("connected_registry.parent", "device.parent_device makes this a nested device; name the "
-                                                          "parent connected registry, whose device it reaches")
-    registry = ctx.site.registry.name
-    try:
-        connected = ctx.clients.acr.connected_registries.get(ctx.site.resource_group, registry, parent)
-    except ResourceNotFoundError as exc:
-        raise PreconditionFailed("connected_registry.parent", f"connected registry '{parent}' does not exist in "
-                                                              f"registry '{registry}'") from exc
-    host = connected.login_server.host if connected.login_server else None
-    if not host:
-        raise PreconditionFailed("connected_registry.parent", f"connected registry '{parent}' has not reported its "
-                                                              "device endpoint yet; deploy it and wait until it is "
-                                                              "Online")
-    return host
+def _provision_summary(device_id: str) -> str:
+    return f"provision device '{device_id}' with its connection string (iotedge config mp, config apply)"
 
 
-def _agent_reported(manager, device_id: str) -> dict:
-    return manager.get_module_twin(device_id, EDGE_AGENT).properties.reported or {}
+def _agent_twin(manager: Any, device_id: str) -> Any:
+    return manager.get_module_twin(device_id, EDGE_AGENT)
 
 
-def provision_device(ctx: RunContext, *, plan: bool = False, parent_hostname: str | None = None) -> StepResult:
+def _plan_provisioner(ctx: RunContext, plan: StepPlan, hub: readers.HubAccess, device: Any,
+                      parent_hostname: str | None) -> None:
+    """The provisioner's call; a nested device also gets its parent's host (by default the parent
+    connected registry's endpoint, which may not be known before that registry is deployed)."""
+    device_id = ctx.site.device.id
+    if ctx.site.device.parent_device and parent_hostname is None:
+        parent_hostname, plan.blocked_by = readers.or_blocker(lambda: parent_device_endpoint(ctx))
+    connection_string = device_connection_string(hub, device)
+
+    def provision() -> None:
+        plan.made["provisioner"] = ctx.profile.provisioner.provision(connection_string,
+                                                                     parent_hostname=parent_hostname)
+
+    plan.add(Action.RUN, "device", device_id, _provision_summary(device_id),
+             fields=[FieldChange("parent_hostname", None, parent_hostname)] if parent_hostname else [], call=provision)
+    plan.finish = partial(_provision_result, parent_hostname)
+
+
+def plan_provision(ctx: RunContext, *, parent_hostname: str | None = None) -> StepPlan:
     """Give the device its connection string, unless it is already connected and reporting.
     A nested device also gets its parent's host (default: the parent connected registry's endpoint)."""
-    device_id, nested = ctx.site.device.id, bool(ctx.site.device.parent_device)
-    change = f"provision device '{device_id}' with its connection string (iotedge config mp, config apply)"
-    hub = lookup_hub(ctx, required=not plan)
+    device_id = ctx.site.device.id
+    plan = StepPlan("provision")
+    hub, plan.blocked_by = readers.or_blocker(lambda: readers.hub_access(ctx))
     manager = ctx.clients.registry_manager(hub.connection_string) if hub else None
-    device = _get_device(manager, device_id) if manager else None
-    if device is None:
-        if plan:
-            return StepResult("provision", Status.PLANNED, changes=[change])
-        raise PreconditionFailed("device.id", f"device '{device_id}' does not exist in hub '{ctx.site.hub.name}'; "
-                                              "run ensure_device first")
-    address = [_device_address(hub, device_id)]
-    if device.connection_state == "Connected" and _agent_reported(manager, device_id).get("lastDesiredStatus"):
-        return StepResult("provision", Status.UNCHANGED, address, details={"connection_state": "Connected"})
-    if plan:
-        return StepResult("provision", Status.PLANNED, address, changes=[change])
-    if nested and parent_hostname is None:
-        parent_hostname = parent_device_endpoint(ctx)
-    outcome = ctx.profile.provisioner.provision(_connection_string(hub, device), parent_hostname=parent_hostname)
+    device = readers.device_identity(manager, device_id) if manager else None
+    if hub is None or device is None:  # an earlier step has not run: the device will be provisioned
+        plan.blocked_by = plan.blocked_by or PreconditionFailed(
+            "device.id", f"device '{device_id}' does not exist in hub '{ctx.site.hub.name}'; run the device step first")
+        plan.add(Action.RUN, "device", device_id, _provision_summary(device_id))
+        return plan
+    plan.resource_ids.append(device_address(hub, device_id))
+    if device.connection_state == "Connected" and (_agent_twin(manager, device_id).properties.reported or {}).get(
+            "lastDesiredStatus"):
+        plan.details["connection_state"] = "Connected"
+        return plan
+    _plan_provisioner(ctx, plan, hub, device, parent_hostname)
+    return plan
+
+
+def _provision_result(parent_hostname: str | None, plan: StepPlan) -> StepResult:
+    outcome = plan.made.get("provisioner")
     if outcome is None:
         # Real hardware: nothing was written; the engineer runs the provisioning script.
-        return StepResult("provision", Status.UNCHANGED, address, details={
+        return StepResult("provision", Status.UNCHANGED, list(plan.resource_ids), details={
             "action_required": "run the host provisioning script (crlib.steps.provisioning) on the device",
             "parent_hostname": parent_hostname})
-    return StepResult("provision", Status.UPDATED, address, changes=[change],
+    return StepResult("provision", Status.UPDATED, list(plan.resource_ids), plan.summaries,
                       details={"provisioner": outcome, "parent_hostname": parent_hostname})
 
 
+def provision_device(ctx: RunContext, *, plan: bool = False, parent_hostname: str | None = None) -> StepResult:
+    return plan_provision(ctx, parent_hostname=parent_hostname).outcome(plan=plan)
+
+
 # -- readiness ------------------------------------------------------------------------------------------
-def _module_problems(reported: dict) -> tuple[dict[str, str], list[str]]:
+def _module_problems(reported: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
     modules = {**(reported.get("systemModules") or {}), **(reported.get("modules") or {})}
     statuses = {name: m.get("runtimeStatus", "unknown") for name, m in modules.items() if m}
     problems = [f"{name}: {m.get('runtimeStatus')}" + (f" ({m['statusDescription']})" if m.get("statusDescription")
@@ -175,17 +196,18 @@ def _module_problems(reported: dict) -> tuple[dict[str, str], list[str]]:
     return statuses, problems
 
 
-def device_readiness(ctx: RunContext) -> dict:
+def device_readiness(ctx: RunContext) -> dict[str, Any]:
     """Where the device stands, from its identity and `$edgeAgent` twin: `state` is one of
     missing, not provisioned, waiting for modules, ready, not ready; `diagnosis` says why."""
     device_id = ctx.site.device.id
-    hub = lookup_hub(ctx)
+    hub = readers.hub_access(ctx)
+    assert hub is not None  # required: PreconditionFailed when the hub is missing
     manager = ctx.clients.registry_manager(hub.connection_string)
-    device = _get_device(manager, device_id)
+    device = readers.device_identity(manager, device_id)
     if device is None:
         return {"state": "missing", "connection_state": None, "code": None, "modules": {},
                 "diagnosis": [f"device '{device_id}' does not exist in hub '{hub.name}'"]}
-    twin = manager.get_module_twin(device_id, EDGE_AGENT)
+    twin = _agent_twin(manager, device_id)
     reported, desired = twin.properties.reported or {}, twin.properties.desired or {}
     status = reported.get("lastDesiredStatus") or {}
     code = status.get("code")

@@ -7,76 +7,95 @@ SKU is refused rather than upgraded, since its SKU is the owner's choice and cos
 
 from __future__ import annotations
 
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from typing import Any
+
 from azure.mgmt.containerregistry import models as acr
 
+from ..azure import readers
+from ..azure.errors import map_exceptions
 from ..context import RunContext
-from ..errors import PreconditionFailed, StepFailed
-from ..results import Status, StepResult
-from .definition import failed
+from ..errors import PreconditionFailed
+from ..plans import Action, FieldChange, StepPlan
+from ..results import StepResult
 
+STEP = "endpoint"
 REGISTRY_TYPE = "Microsoft.ContainerRegistry/registries"
 
 
-def get_registry(ctx: RunContext):
-    """The registry as Azure describes it, or None when it does not exist."""
-    try:
-        return ctx.clients.acr.registries.get(ctx.site.resource_group, ctx.site.registry.name)
-    except ResourceNotFoundError:
-        return None
-
-
-def registry_state(registry) -> dict:
-    hosts = registry.data_endpoint_host_names or []
-    return {"id": registry.id, "name": registry.name, "login_server": registry.login_server,
-            "data_endpoint": hosts[0] if hosts else None}
-
-
-def _check_premium(registry) -> None:
-    sku = str(getattr(registry.sku.name, "value", registry.sku.name))
+def _check_premium(registry: Any) -> None:
+    sku = readers.text(registry.sku.name)
     if sku != "Premium":
         raise PreconditionFailed("registry.sku", f"'{registry.name}' is {sku}; connected registries need Premium. "
                                                  "Upgrade it, or choose another registry.name")
 
 
-def ensure_endpoint(ctx: RunContext, *, plan: bool = False) -> StepResult:
-    """The Premium registry with its dedicated data endpoint; state["registry"] names its hosts."""
+def _written(ctx: RunContext, plan: StepPlan, registry: Any) -> None:
+    plan.made["registry"] = readers.remember(ctx, "registry", registry)
+
+
+def _plan_create(ctx: RunContext, plan: StepPlan, *, repair: bool) -> None:
+    """Create the registry; one whose create failed is PUT again (ARM repairs it; the name is ours)."""
     site, registries = ctx.site, ctx.clients.acr.registries
     name = site.registry.name
-    registry = get_registry(ctx)
-    repair = registry is not None and failed(registry)
-    if repair:
-        registry = None  # its create failed: PUT it again (ARM repairs it; the name is already ours)
-    if registry is None and not repair:
+    if not repair:
         available = registries.check_name_availability(acr.RegistryNameCheckRequest(name=name, type=REGISTRY_TYPE))
         if not available.name_available:
             raise PreconditionFailed("registry.name", f"registry name '{name}' cannot be used: {available.message}")
+    wanted = acr.Registry(location=site.location, sku=acr.Sku(name="Premium"), properties=acr.RegistryProperties(
+        admin_user_enabled=False, data_endpoint_enabled=True))
+
+    def create() -> None:
+        with map_exceptions(STEP, f"creating registry '{name}'"):
+            _written(ctx, plan, registries.begin_create(site.resource_group, name, wanted).result())
+
+    plan.created = True
+    plan.add(Action.CREATE, "registry", name,
+             f"create Premium registry '{name}' in {site.location} with its dedicated data endpoint",
+             fields=[FieldChange("sku", None, "Premium"), FieldChange("location", None, site.location),
+                     FieldChange("dataEndpointEnabled", None, True)], call=create)
+
+
+def _plan_data_endpoint(ctx: RunContext, plan: StepPlan) -> None:
+    site = ctx.site
+    name = site.registry.name
+
+    update = acr.RegistryUpdateParameters(properties=acr.RegistryPropertiesUpdateParameters(data_endpoint_enabled=True))
+
+    def enable() -> None:
+        with map_exceptions(STEP, f"enabling the data endpoint of '{name}'"):
+            _written(ctx, plan, ctx.clients.acr.registries.begin_update(site.resource_group, name, update).result())
+
+    plan.add(Action.UPDATE, "registry", name, f"enable the dedicated data endpoint of registry '{name}'",
+             fields=[FieldChange("dataEndpointEnabled", False, True)], call=enable)
+
+
+def _endpoint_details(registry: Any) -> dict[str, object]:
+    hosts = registry.data_endpoint_host_names or []
+    return {"login_server": registry.login_server, "data_endpoint": hosts[0] if hosts else None}
+
+
+def plan_endpoint(ctx: RunContext) -> StepPlan:
+    """The Premium registry with its dedicated data endpoint; the details name its hosts."""
+    found = readers.registry(ctx)
+    registry = readers.usable(found)
+    plan = StepPlan(STEP, finish=_endpoint_result, made={"registry": registry})
     if registry is None:
-        change = f"create Premium registry '{name}' in {site.location} with its dedicated data endpoint"
-        if plan:
-            return StepResult("endpoint", Status.PLANNED, changes=[change])
-        try:
-            registry = registries.begin_create(site.resource_group, name, acr.Registry(
-                location=site.location, sku=acr.Sku(name="Premium"), admin_user_enabled=False,
-                data_endpoint_enabled=True)).result()
-        except HttpResponseError as exc:
-            raise StepFailed("endpoint", f"creating registry '{name}' failed: {exc.message}", error=exc) from exc
-        status, changes = Status.CREATED, [change]
+        _plan_create(ctx, plan, repair=found is not None)
+        return plan
+    _check_premium(registry)
+    plan.resource_ids.append(registry.id)
+    if registry.data_endpoint_enabled:
+        plan.details |= _endpoint_details(registry)
     else:
-        _check_premium(registry)
-        status, changes = Status.UNCHANGED, []
-        if not registry.data_endpoint_enabled:
-            changes = [f"enable the dedicated data endpoint of registry '{name}'"]
-            if plan:
-                return StepResult("endpoint", Status.PLANNED, [registry.id], changes=changes)
-            try:
-                registry = registries.begin_update(site.resource_group, name, acr.RegistryUpdateParameters(
-                    data_endpoint_enabled=True)).result()
-            except HttpResponseError as exc:
-                raise StepFailed("endpoint", f"enabling the data endpoint of '{name}' failed: {exc.message}",
-                                 error=exc) from exc
-            status = Status.UPDATED
-    state = registry_state(registry)
-    ctx.state["registry"] = state
-    return StepResult("endpoint", status, [registry.id], changes=changes,
-                      details={"login_server": state["login_server"], "data_endpoint": state["data_endpoint"]})
+        _plan_data_endpoint(ctx, plan)
+    return plan
+
+
+def _endpoint_result(plan: StepPlan) -> StepResult:
+    registry = plan.made["registry"]
+    return StepResult(STEP, plan.applied_status(), [registry.id], plan.summaries,
+                      details=_endpoint_details(registry))
+
+
+def ensure_endpoint(ctx: RunContext, *, plan: bool = False) -> StepResult:
+    return plan_endpoint(ctx).outcome(plan=plan)

@@ -12,9 +12,10 @@ from __future__ import annotations
 import re
 import shlex
 
+from ..azure.devices import parent_device_endpoint
+from ..azure.names import DEVICE_SECRET
 from ..context import RunContext
 from ..errors import ParameterError
-from .device import DEVICE_SECRET, parent_device_endpoint
 
 CONNECTION_STRING_FILE = "/etc/aziot/device-connection-string"
 UBUNTU_VERSIONS = {"ubuntu22.04": "22.04", "ubuntu24.04": "24.04"}

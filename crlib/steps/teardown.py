@@ -1,18 +1,22 @@
-"""Teardown: remove what the runbook built for one site, in dependency order.
+"""Step 'teardown': remove what the runbook built for one site, in dependency order.
 
-`teardown(ctx, delete_hub=False, delete_registry=False)` runs, in order:
+`plan_teardown(ctx, delete_hub=False, delete_registry=False)` reads once and combines, in order:
 
-1. the access step's `detach_and_delete_client_access` (client tokens and scope maps);
-2. `delete_connected_registry`: deactivate it, delete it, its sync token and its sync scope map,
-   then take the child's actions out of its ancestors' sync scope maps (below);
-3. `delete_module_pull_access`: token and scope map `<connected registry>-pull`;
-4. `delete_device`: the device identity (its module twins, hence its deployment, go with it);
-5. `delete_iot_hub` and `delete_cloud_registry`, only when asked, and never while another site
+1. `plan_client_access_removal`: detach this site's client tokens from the connected registry
+   (tokens attached by others stay), delete them and their scope maps;
+2. `plan_connected_registry_removal`: deactivate and delete it, take the child's actions out of
+   its ancestors' sync scope maps (below), then delete its sync token and sync scope map;
+3. `plan_pull_access_removal`: token and scope map `<connected registry>-pull`;
+4. `plan_host_removal`: the host's identity, through the host (crlib.hosts: for IoT Edge the
+   device identity, whose module twins, hence its deployment, go with it);
+5. `plan_hub_removal` and `plan_registry_removal`, only when asked, and never while another site
    still uses them.
 
-Each `delete_*` succeeds when its resources are already gone, and in plan mode only reads.
-`teardown` first runs the whole sequence as a plan, so every refusal comes before the first write.
-Secrets that only served the deleted resources are removed from the store with them.
+Every refusal (children left, a scope map someone else's token uses, a reused hub, another site's
+device or connected registry) is raised while planning, before the first write. Each delete
+succeeds when its resource is already gone, and a scope map another token still uses is kept.
+Secrets that only served the deleted resources are deleted from the store with them. The result
+is "deleted" when anything was removed.
 
 **Ancestors.** Creating a child adds its gateway actions and its repository actions to every
 ancestor's sync scope map. The Azure CLI's `delete --cleanup` removes only `gateway/<child>/*`.
@@ -20,263 +24,321 @@ crlib also removes the child's repository actions an ancestor no longer needs: a
 while another remaining descendant's sync scope map grants it, or while the ancestor holds the
 repository with its own mode's full action set (it may sync that repository for itself; after the
 union crlib cannot tell). So a ReadOnly child's repositories leave a ReadWrite ancestor, while a
-repository the ancestor holds with every action of its mode stays.
+repository the ancestor holds with every action of its mode stays. Ancestors are updated before
+the child's sync scope map is deleted: their cleanup is computed from it, so a re-run after a
+failure there still finds it.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
+from typing import Any
 
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-from azure.mgmt.containerregistry import models as acr
-from msrest.exceptions import HttpOperationError
+from azure.mgmt.containerregistry import models
 
+from ..azure import family, names, readers, tokens
+from ..azure.errors import map_exceptions
+from ..azure.removal import deletion, secret_deletions, token_users
 from ..context import RunContext
-from ..errors import ParameterError, PreconditionFailed, StepFailed
-from ..results import Status, StepResult, combine
-from .access import detach_and_delete_client_access
-from .definition import get_or_none, name_of
-from .endpoint import get_registry
-from .hub import HUB_SECRET, lookup_hub
-from .manifest import PULL_SECRET, pull_token_name
+from ..errors import ParameterError, PreconditionFailed
+from ..hosts import host_for
+from ..plans import Action, FieldChange, StepPlan, combine_plans
+from ..results import Status, StepResult
 
 STEP = "teardown"
-SYNC_SECRETS = ("sync-password", "sync-password-created", "connected-registry-connection-string")
-DEVICE_SECRET = "device-connection-string"
-MODE_ACTIONS = {
-    "ReadOnly": {"content/read", "metadata/read"},
-    "ReadWrite": {"content/read", "content/write", "content/delete", "metadata/read", "metadata/write"},
-}
 _REPOSITORY_ACTION = re.compile(r"^repositories/(?P<repo>.+)/(?P<verb>(content|metadata)/(read|write|delete))$")
 
 
-def _write(what: str, call):
-    """Run one write; a refusal becomes StepFailed, an already-missing resource is fine."""
-    try:
-        return call()
-    except ResourceNotFoundError:
-        return None
-    except HttpResponseError as exc:
-        raise StepFailed(STEP, f"{what}: {exc.message}", error=exc) from exc
+@dataclass(frozen=True)
+class _Found:
+    """The registry side as teardown reads it once: the registry, its tokens, its connected registries."""
+
+    registry: Any
+    tokens: list = field(default_factory=list)
+    family: list = field(default_factory=list)
+
+    def token(self, name: str) -> Any:
+        return next((t for t in self.tokens if t.name.lower() == name.lower()), None)
+
+    def connected(self, name: str) -> Any:
+        return next((c for c in self.family if c.name.lower() == name.lower()), None)
 
 
-def _result(changes: list[str], *, plan: bool, resource_ids: list[str] | None = None,
-            details: dict | None = None) -> StepResult:
-    status = (Status.PLANNED if plan else Status.DELETED) if changes else Status.UNCHANGED
-    return StepResult(STEP, status, resource_ids=resource_ids or [], changes=changes, details=details or {})
+def _read(ctx: RunContext) -> _Found:
+    registry = readers.registry(ctx, fresh=True)
+    if registry is None:
+        return _Found(None)
+    return _Found(registry, readers.tokens(ctx), readers.connected_registries(ctx))
 
 
-def _forget(ctx: RunContext, *purposes: str) -> None:
-    for purpose in purposes:
-        ctx.secrets.delete(ctx.secret_name(purpose))
+def _deleted(plan: StepPlan) -> StepResult:
+    """Teardown's result: "deleted" when anything was removed (an ancestor's update included)."""
+    return StepResult(STEP, Status.DELETED if plan.changes else Status.UNCHANGED, list(plan.resource_ids),
+                      plan.summaries, dict(plan.secrets), dict(plan.details))
 
 
-# -- the connected registry and its family ---------------------------------------------------------
-def _sync_scope_map(ctx: RunContext, registry_name: str, cr):
-    """The scope map of a connected registry's sync token, or None."""
-    rg = ctx.site.resource_group
-    token_id = cr.parent.sync_properties.token_id if cr.parent and cr.parent.sync_properties else None
-    token = get_or_none(lambda: ctx.clients.acr.tokens.get(rg, registry_name, name_of(token_id))) if token_id else None
-    if token is None or not token.scope_map_id:
-        return None
-    return get_or_none(lambda: ctx.clients.acr.scope_maps.get(rg, registry_name, name_of(token.scope_map_id)))
+def _removal() -> StepPlan:
+    return StepPlan(STEP, finish=_deleted)
 
 
-def _ancestry(family: list, member) -> list:
-    """The ancestors of one connected registry, nearest first."""
-    by_id = {c.id.lower(): c for c in family}
-    chain, parent_id = [], member.parent.id
-    while parent_id and parent_id.lower() in by_id:
-        chain.append(by_id[parent_id.lower()])
-        parent_id = chain[-1].parent.id
-    return chain
+def _plan_delete(ctx: RunContext, plan: StepPlan, operations: Any, kind: str, label: str, resource: Any) -> None:
+    """Delete a token or scope map (`operations`: the SDK's tokens or scope_maps) when it exists."""
+    if resource is None:
+        return
+    site, name = ctx.site, resource.name
+    plan.resource_ids.append(resource.id)
+    plan.changes.append(deletion(STEP, kind, name, f"delete {label} '{name}'", lambda: operations.begin_delete(
+        site.resource_group, site.registry.name, name).result()))
 
 
+def _plan_credential_delete(ctx: RunContext, plan: StepPlan, token: Any, scope_map: Any, users: list[str], *,
+                            prefix: str) -> None:
+    """A token and its scope map; the scope map stays while other tokens (`users`) use it."""
+    acr = ctx.clients.acr
+    _plan_delete(ctx, plan, acr.tokens, tokens.TOKEN, f"{prefix}token", token)
+    if users:
+        plan.resource_ids.append(scope_map.id)
+        plan.details["scope_map_kept_for"] = users
+    else:
+        _plan_delete(ctx, plan, acr.scope_maps, tokens.SCOPE_MAP, f"{prefix}scope map", scope_map)
+
+
+# -- 1. client access ------------------------------------------------------------------------------
+def _plan_detach(ctx: RunContext, plan: StepPlan, connected: Any, token_names: list[str]) -> None:
+    """Take this site's client tokens out of clientTokenIds; tokens attached by others stay."""
+    lowered = {n.lower() for n in token_names}
+    attached = list(connected.client_token_ids or []) if connected else []
+    keep = [i for i in attached if readers.name_of(i).lower() not in lowered]
+    if len(keep) == len(attached):
+        return
+    site, cr_name = ctx.site, ctx.site.connected_registry.name
+
+    def detach() -> None:
+        with map_exceptions(STEP, f"detaching client tokens from '{cr_name}'", missing_ok=True):
+            ctx.clients.acr.connected_registries.begin_update(site.resource_group, site.registry.name, cr_name,
+                                                              models.ConnectedRegistryUpdateParameters(
+                                                                  properties=models.ConnectedRegistryUpdateProperties(
+                                                                      client_token_ids=keep))).result()
+
+    plan.resource_ids.append(connected.id)
+    detached = [readers.name_of(i) for i in attached if i not in keep]
+    plan.add(Action.UPDATE, "connected registry", cr_name, f"detach client tokens {', '.join(detached)} from "
+             f"'{cr_name}'", fields=[FieldChange("client tokens", [readers.name_of(i) for i in attached],
+                                                 [readers.name_of(i) for i in keep])], call=detach)
+
+
+def plan_client_access_removal(ctx: RunContext, found: _Found | None = None) -> StepPlan:
+    """Detach this site's client tokens, delete them and their scope maps, then their secrets.
+    Refused while a token outside these parameters uses one of the scope maps."""
+    found = found or _read(ctx)
+    site, acr = ctx.site, ctx.clients.acr
+    token_names = [t.name for t in site.client_access.tokens]
+    map_names = list(site.client_access.scope_maps)
+    plan = _removal()
+    if found.registry is not None:
+        users = [t.name for t in found.tokens if t.name not in token_names and t.scope_map_id
+                 and readers.name_of(t.scope_map_id) in map_names]
+        if users:
+            raise PreconditionFailed("client_access.scope_maps", f"tokens {', '.join(users)} outside these parameters "
+                                                                 "use this site's scope maps; delete them first")
+        _plan_detach(ctx, plan, found.connected(site.connected_registry.name), token_names)
+        for name in token_names:
+            _plan_delete(ctx, plan, acr.tokens, tokens.TOKEN, "client token", found.token(name))
+        for name in map_names:
+            _plan_delete(ctx, plan, acr.scope_maps, tokens.SCOPE_MAP, "scope map", readers.scope_map(ctx, name))
+    plan.changes += secret_deletions(ctx, [names.client_token_secret(n) for n in token_names])
+    return plan
+
+
+# -- 2. the connected registry and its family ---------------------------------------------------------
 def _verbs(actions: list[str], repository: str) -> set[str]:
     return {m["verb"] for a in actions if (m := _REPOSITORY_ACTION.match(a)) and m["repo"] == repository}
 
 
-def _ancestor_updates(ctx: RunContext, registry_name: str, family: list, name: str,
-                      child_actions: set[str]) -> list[tuple[str, object, list[str]]]:
+def _still_needed(action: str, actions: list[str], child_actions: set[str], needed: set[str], mode: str) -> bool:
+    """Whether an ancestor keeps a repository action: not the child's, another descendant's, or
+    (with its mode's full action set) possibly the ancestor's own repository."""
+    match = _REPOSITORY_ACTION.match(action)
+    if not match or action not in child_actions or action in needed:
+        return True
+    return _verbs(actions, match["repo"]) >= set(names.REPOSITORY_ACTIONS[mode])
+
+
+def _ancestor_updates(ctx: RunContext, members: list, name: str,
+                      child_actions: set[str]) -> list[tuple[str, Any, list[str]]]:
     """(ancestor name, its sync scope map, actions to remove) for each ancestor that holds any
     of the child's gateway actions or repository actions no one else needs."""
     gateway = f"gateway/{name.lower()}/"
-    others = [c for c in family if c.name.lower() != name.lower()]
-    scope_maps = {c.id: _sync_scope_map(ctx, registry_name, c) for c in others}
+    others = [c for c in members if c.name.lower() != name.lower()]
+    scope_maps = {c.id: family.sync_scope_map(ctx, c) for c in others}
+    actions_of = {c.id: list(getattr(scope_maps[c.id], "actions", None) or []) for c in others}
     updates = []
     for member in others:
-        actions = list((scope_maps[member.id] or acr.ScopeMap()).actions or [])
+        actions = actions_of[member.id]
         if not any(a.lower().startswith(gateway) for a in actions):
             continue  # not an ancestor of the child: ancestors hold the child's gateway actions
-        needed = {a for c in others if member in _ancestry(family, c)
-                  for a in (scope_maps[c.id] or acr.ScopeMap()).actions or []}
+        needed = {a for c in others if member in family.ancestors(c, members) for a in actions_of[c.id]}
+        mode = readers.text(member.mode)
         removal = [a for a in actions if a.lower().startswith(gateway)]
-        for action in actions:
-            match = _REPOSITORY_ACTION.match(action)
-            if not match or action not in child_actions or action in needed:
-                continue
-            if _verbs(actions, match["repo"]) >= MODE_ACTIONS[member.mode]:
-                continue  # possibly the ancestor's own repository
-            removal.append(action)
+        removal += [a for a in actions if not a.lower().startswith(gateway)
+                    and not _still_needed(a, actions, child_actions, needed, mode)]
         updates.append((member.name, scope_maps[member.id], removal))
     return updates
 
 
-def delete_connected_registry(ctx: RunContext, *, plan: bool = False) -> StepResult:
-    """Deactivate and delete the connected registry, its sync token and scope map, and its
-    actions in its ancestors' sync scope maps. Refuses while it has children."""
-    site, ops = ctx.site, ctx.clients.acr
-    rg, name = site.resource_group, site.connected_registry.name
-    registry = get_registry(ctx)
-    if registry is None:
-        return _result([], plan=plan, details={"registry": "already gone"})
-    family = list(ops.connected_registries.list(rg, registry.name))
-    cr = next((c for c in family if c.name.lower() == name.lower()), None)
+def _plan_ancestor(ctx: RunContext, plan: StepPlan, ancestor: str, scope_map: Any, removal: list[str]) -> None:
+    kept = [a for a in scope_map.actions if a not in removal]
+    plan.add(Action.UPDATE, tokens.SCOPE_MAP, scope_map.name,
+             f"remove {', '.join(removal)} from sync scope map '{scope_map.name}' of ancestor '{ancestor}'",
+             fields=[FieldChange("actions", list(scope_map.actions), kept)],
+             call=tokens.update_scope_map(ctx, plan, STEP, scope_map.name, kept,
+                                          f"update sync scope map '{scope_map.name}' of ancestor '{ancestor}'"))
+
+
+def _plan_connected_delete(ctx: RunContext, plan: StepPlan, cr: Any) -> None:
+    """Deactivate (when Active), then delete, the connected registry."""
+    site, acr, name = ctx.site, ctx.clients.acr, ctx.site.connected_registry.name
+    plan.resource_ids.append(cr.id)
+    if cr.activation and readers.text(cr.activation.status) == "Active":
+        def deactivate() -> None:
+            with map_exceptions(STEP, f"deactivating connected registry '{name}'", missing_ok=True):
+                acr.connected_registries.begin_deactivate(site.resource_group, site.registry.name, name).result()
+
+        plan.add(Action.UPDATE, "connected registry", name, f"deactivate connected registry '{name}'",
+                 fields=[FieldChange("activation", "Active", "Inactive")], call=deactivate)
+    plan.changes.append(deletion(STEP, "connected registry", name, f"delete connected registry '{name}'",
+                                 lambda: acr.connected_registries.begin_delete(site.resource_group, site.registry.name,
+                                                                               name).result()))
+
+
+def _sync_credentials(ctx: RunContext, found: _Found, cr: Any) -> tuple[str, Any, Any]:
+    """The sync token's name, the token and its scope map (found through the token, as the CLI does;
+    by the connected registry's name once it is gone)."""
+    name = ctx.site.connected_registry.name
+    token_id = family.sync_token_id(cr) if cr is not None else None
+    token_name = readers.name_of(token_id) if token_id else names.sync_token_name(name)
+    token = found.token(token_name)
+    map_name = readers.name_of(token.scope_map_id) if token and token.scope_map_id else names.sync_scope_map_name(name)
+    return token_name, token, readers.scope_map(ctx, map_name)
+
+
+def plan_connected_registry_removal(ctx: RunContext, found: _Found | None = None) -> StepPlan:
+    """Deactivate and delete the connected registry, take its actions out of its ancestors' sync
+    scope maps, delete its sync token and scope map. Refused while it has children."""
+    found = found or _read(ctx)
+    plan = _removal()
+    if found.registry is None:
+        plan.details["registry"] = "already gone"
+        plan.changes += secret_deletions(ctx, names.SYNC_SECRETS)
+        return plan
+    name = ctx.site.connected_registry.name
+    cr = found.connected(name)
+    children = [c.name for c in found.family if cr is not None and readers.same_id(c.parent.id, cr.id)]
+    if children:
+        raise PreconditionFailed(f"connected registry '{name}'", f"has children {', '.join(children)}; "
+                                                                 "tear them down first")
+    token_name, token, scope_map = _sync_credentials(ctx, found, cr)
+    users = token_users(found.tokens, scope_map, besides=[token_name])
+    updates = _ancestor_updates(ctx, found.family, name, set(getattr(scope_map, "actions", None) or []))
     if cr is not None:
-        children = [c.name for c in family if (c.parent.id or "").lower() == cr.id.lower()]
-        if children:
-            raise PreconditionFailed(f"connected registry '{name}'", f"has children {', '.join(children)}; "
-                                                                     "tear them down first")
-    sync_token_id = cr.parent.sync_properties.token_id if cr and cr.parent and cr.parent.sync_properties else None
-    token_name = name_of(sync_token_id) if sync_token_id else name
-    token = get_or_none(lambda: ops.tokens.get(rg, registry.name, token_name))
-    scope_map_name = name_of(token.scope_map_id) if token and token.scope_map_id else name
-    scope_map = get_or_none(lambda: ops.scope_maps.get(rg, registry.name, scope_map_name))
-    shared_with = [t.name for t in ops.tokens.list(rg, registry.name) if scope_map is not None
-                   and t.name != token_name and (t.scope_map_id or "").lower() == scope_map.id.lower()]
-    updates = _ancestor_updates(ctx, registry.name, family, name, set(scope_map.actions or []) if scope_map else set())
-    changes = []
-    if cr is not None and cr.activation and cr.activation.status == "Active":
-        changes.append(f"deactivate connected registry '{name}'")
-    if cr is not None:
-        changes.append(f"delete connected registry '{name}'")
-    if token is not None:
-        changes.append(f"delete sync token '{token_name}'")
-    if scope_map is not None and not shared_with:
-        changes.append(f"delete sync scope map '{scope_map_name}'")
-    changes += [f"remove {', '.join(removal)} from sync scope map '{sm.name}' of ancestor '{ancestor}'"
-                for ancestor, sm, removal in updates if removal]
-    ids = [r.id for r in (cr, token, scope_map) if r is not None]
-    details = {"scope_map_kept_for": shared_with} if shared_with else {}
-    if plan:
-        return _result(changes, plan=True, resource_ids=ids, details=details)
-    if cr is not None and cr.activation and cr.activation.status == "Active":
-        _write(f"deactivate connected registry '{name}'",
-               lambda: ops.connected_registries.begin_deactivate(rg, registry.name, name).result())
-    if cr is not None:
-        _write(f"delete connected registry '{name}'",
-               lambda: ops.connected_registries.begin_delete(rg, registry.name, name).result())
-    # Ancestors first: their cleanup is computed from the child's sync scope map, so a re-run after
-    # a failure here must still find that map.
-    for ancestor, sm, removal in updates:
+        _plan_connected_delete(ctx, plan, cr)
+    for ancestor, ancestor_map, removal in updates:
         if removal:
-            kept = [a for a in sm.actions if a not in removal]
-            _write(f"update sync scope map '{sm.name}' of ancestor '{ancestor}'",
-                   lambda sm=sm, kept=kept: ops.scope_maps.begin_update(
-                       rg, registry.name, sm.name, acr.ScopeMapUpdateParameters(actions=kept)).result())
-    if token is not None:
-        _write(f"delete sync token '{token_name}'", lambda: ops.tokens.begin_delete(rg, registry.name, token_name).result())
-    if scope_map is not None and not shared_with:
-        _write(f"delete sync scope map '{scope_map_name}'",
-               lambda: ops.scope_maps.begin_delete(rg, registry.name, scope_map_name).result())
-    _forget(ctx, *SYNC_SECRETS)
-    return _result(changes, plan=False, resource_ids=ids, details=details)
+            _plan_ancestor(ctx, plan, ancestor, ancestor_map, removal)
+    _plan_credential_delete(ctx, plan, token, scope_map, users, prefix="sync ")
+    plan.changes += secret_deletions(ctx, names.SYNC_SECRETS)
+    return plan
 
 
-# -- the module pull credential, the device ------------------------------------------------------
-def delete_module_pull_access(ctx: RunContext, *, plan: bool = False) -> StepResult:
+# -- 3. the module pull credential, 4. the host --------------------------------------------------------
+def plan_pull_access_removal(ctx: RunContext, found: _Found | None = None) -> StepPlan:
     """The token and scope map `<connected registry>-pull` and the stored password."""
-    ops, rg, name = ctx.clients.acr, ctx.site.resource_group, pull_token_name(ctx)
-    registry = get_registry(ctx)
-    token = get_or_none(lambda: ops.tokens.get(rg, registry.name, name)) if registry else None
-    scope_map = get_or_none(lambda: ops.scope_maps.get(rg, registry.name, name)) if registry else None
-    users = [t.name for t in ops.tokens.list(rg, registry.name) if t.name != name and scope_map is not None
-             and (t.scope_map_id or "").lower() == scope_map.id.lower()] if registry else []
-    changes = [f"delete token '{name}'"] if token else []
-    changes += [f"delete scope map '{name}'"] if scope_map and not users else []
-    if not plan:
-        if token:
-            _write(f"delete token '{name}'", lambda: ops.tokens.begin_delete(rg, registry.name, name).result())
-        if scope_map and not users:
-            _write(f"delete scope map '{name}'", lambda: ops.scope_maps.begin_delete(rg, registry.name, name).result())
-        _forget(ctx, PULL_SECRET)
-    return _result(changes, plan=plan, resource_ids=[r.id for r in (token, scope_map) if r],
-                   details={"scope_map_kept_for": users} if users else {})
+    found = found or _read(ctx)
+    plan = _removal()
+    if found.registry is not None:
+        name = names.pull_token_name(ctx.site.connected_registry.name)
+        scope_map = readers.scope_map(ctx, name)
+        _plan_credential_delete(ctx, plan, found.token(name), scope_map,
+                                token_users(found.tokens, scope_map, besides=[name]), prefix="")
+    plan.changes += secret_deletions(ctx, [names.PULL_SECRET])
+    return plan
 
 
-def _registry_manager(ctx: RunContext):
-    """The hub's registry manager, or None when the hub is gone (and its devices with it)."""
-    hub = lookup_hub(ctx, required=False)
-    return ctx.clients.registry_manager(hub.connection_string) if hub else None
+def plan_host_removal(ctx: RunContext) -> StepPlan:
+    """The host's identity and its secrets, as the host removes them."""
+    plan = _removal()
+    plan.changes += host_for(ctx, step=STEP, required=False).removal()
+    return plan
 
 
-def delete_device(ctx: RunContext, *, plan: bool = False) -> StepResult:
-    """The edge device identity; its module twins and deployment go with it."""
-    device_id = ctx.site.device.id
-    manager = _registry_manager(ctx)
-    device = None
-    if manager is not None:
-        try:
-            device = manager.get_device(device_id)
-        except HttpOperationError as exc:
-            if exc.response is None or exc.response.status_code != 404:
-                raise
-    changes = [f"delete device identity '{device_id}' from IoT hub '{ctx.site.hub.name}'"] if device else []
-    if not plan:
-        if device:
-            try:
-                manager.delete_device(device_id)
-            except HttpOperationError as exc:
-                raise StepFailed(STEP, f"delete device identity '{device_id}': {exc}", error=exc) from exc
-        _forget(ctx, DEVICE_SECRET)
-    return _result(changes, plan=plan)
-
-
-# -- the hub and the registry, only when asked ------------------------------------------------------
-def delete_iot_hub(ctx: RunContext, *, plan: bool = False) -> StepResult:
+# -- 5. the hub and the registry, only when asked ------------------------------------------------------
+def plan_hub_removal(ctx: RunContext) -> StepPlan:
     """The IoT hub this site created; refused for a reused hub or one with other devices."""
     if ctx.site.hub.reuse:
         raise ParameterError("hub.reuse", "the hub is reused, not created by this site; teardown does not delete it")
-    hub = lookup_hub(ctx, required=False)
-    if hub is None:
-        return _result([], plan=plan)
-    manager = ctx.clients.registry_manager(hub.connection_string)
-    others = [d.device_id for d in manager.get_devices() if d.device_id != ctx.site.device.id]
-    if others:
-        raise PreconditionFailed(f"hub '{hub.name}'", f"still has devices of others: {', '.join(sorted(others))}")
-    changes = [f"delete IoT hub '{hub.name}'"]
-    if not plan:
-        _write(f"delete IoT hub '{hub.name}'", lambda: ctx.clients.hubs.iot_hub_resource.begin_delete(
-            ctx.site.resource_group, hub.name).result())
-        _forget(ctx, HUB_SECRET)
-    return _result(changes, plan=plan, resource_ids=[hub.id])
+    plan = _removal()
+    hub = readers.hub_access(ctx, required=False)
+    if hub is not None:
+        others = [d for d in readers.device_ids(ctx, hub) if d != ctx.site.device.id]
+        if others:
+            raise PreconditionFailed(f"hub '{hub.name}'", f"still has devices of others: {', '.join(sorted(others))}")
+
+        def delete() -> None:
+            for key in ("hub", "hub_access"):  # later reads in this process must find it gone
+                readers.forget(ctx, key)
+            ctx.clients.hubs.iot_hub_resource.begin_delete(ctx.site.resource_group, hub.name).result()
+
+        plan.resource_ids.append(hub.id)
+        plan.changes.append(deletion(STEP, "IoT hub", hub.name, f"delete IoT hub '{hub.name}'", delete))
+    plan.changes += secret_deletions(ctx, [names.HUB_SECRET])
+    return plan
 
 
-def delete_cloud_registry(ctx: RunContext, *, plan: bool = False) -> StepResult:
+def plan_registry_removal(ctx: RunContext, found: _Found | None = None) -> StepPlan:
     """The cloud registry; refused while connected registries of others remain in it."""
-    registry = get_registry(ctx)
+    found = found or _read(ctx)
+    plan = _removal()
+    registry = found.registry
     if registry is None:
-        return _result([], plan=plan)
+        return plan
     mine = ctx.site.connected_registry.name.lower()
-    others = [c.name for c in ctx.clients.acr.connected_registries.list(ctx.site.resource_group, registry.name)
-              if c.name.lower() != mine]
+    others = [c.name for c in found.family if c.name.lower() != mine]
     if others:
         raise PreconditionFailed(f"registry '{registry.name}'", f"still has connected registries of others: "
                                                                 f"{', '.join(sorted(others))}")
-    changes = [f"delete registry '{registry.name}'"]
-    if not plan:
-        _write(f"delete registry '{registry.name}'", lambda: ctx.clients.acr.registries.begin_delete(
-            ctx.site.resource_group, registry.name).result())
-    return _result(changes, plan=plan, resource_ids=[registry.id])
+
+    def delete() -> None:
+        readers.forget(ctx, "registry")  # later reads in this process must find it gone
+        ctx.clients.acr.registries.begin_delete(ctx.site.resource_group, registry.name).result()
+
+    plan.resource_ids.append(registry.id)
+    plan.changes.append(deletion(STEP, "registry", registry.name, f"delete registry '{registry.name}'", delete))
+    return plan
 
 
+# -- the step ---------------------------------------------------------------------------------------------
+def plan_teardown(ctx: RunContext, *, delete_hub: bool = False, delete_registry: bool = False) -> StepPlan:
+    """Everything the site built, removed in order; the hub and registry only when asked."""
+    found = _read(ctx)
+    parts = [plan_client_access_removal(ctx, found), plan_connected_registry_removal(ctx, found),
+             plan_pull_access_removal(ctx, found), plan_host_removal(ctx)]
+    parts += [plan_hub_removal(ctx)] if delete_hub else []
+    parts += [plan_registry_removal(ctx, found)] if delete_registry else []
+    plan = combine_plans(STEP, parts)
+    plan.finish = _deleted
+    return plan
+
+
+# One-call forms (plan=True previews) kept for tests and callers; the other parts: plan_*_removal(ctx).outcome(...).
 def teardown(ctx: RunContext, *, plan: bool = False, delete_hub: bool = False,
              delete_registry: bool = False) -> StepResult:
-    """Everything the site built, removed in order; the hub and registry only when asked."""
-    steps = [detach_and_delete_client_access, delete_connected_registry, delete_module_pull_access, delete_device]
-    steps += [delete_iot_hub] if delete_hub else []
-    steps += [delete_cloud_registry] if delete_registry else []
-    if not plan:
-        for step in steps:  # every refusal before the first write
-            step(ctx, plan=True)
-    return combine(STEP, [step(ctx, plan=plan) for step in steps], plan=plan)
+    return plan_teardown(ctx, delete_hub=delete_hub, delete_registry=delete_registry).outcome(plan=plan)
+
+
+def detach_and_delete_client_access(ctx: RunContext, *, plan: bool = False) -> StepResult:
+    return plan_client_access_removal(ctx).outcome(plan=plan)
+
+
+def delete_connected_registry(ctx: RunContext, *, plan: bool = False) -> StepResult:
+    return plan_connected_registry_removal(ctx).outcome(plan=plan)

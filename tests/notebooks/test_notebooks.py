@@ -74,6 +74,15 @@ def test_plan_only_run_writes_nothing_and_lists_every_change(sandbox, write_para
     statuses = {s["step"]: s["status"] for s in record["steps"]}
     assert statuses.pop("prerequisites") == "unchanged"
     assert set(statuses.values()) == {"planned"}, statuses
+    # The --plan output is the record's changes as data: one line per change, the same lines.
+    from crlib.run_cli import plan_text
+
+    text = plan_text(record)
+    summaries = [c for s in record["steps"] for c in s["changes"]]
+    listed = [line for line in text.splitlines() if line.startswith("  ")]
+    assert len(listed) == len(summaries) and all(s in line for s, line in zip(summaries, listed, strict=True))
+    assert "+ endpoint      registry '" in text
+    assert text.splitlines()[-1].startswith(f"Plan: {sum('+ ' in line for line in listed)} to create")
 
 
 def test_crlib_run_command_exits_non_zero_and_names_the_step(sandbox, write_params, tmp_path, capsys):

@@ -16,8 +16,8 @@ from reliability_kit import context
 from testkit import push_small_image, wait_for
 
 from crlib import runbook
-from crlib.steps.access import secret_purpose
-from crlib.steps.deploy import fetch_connected_registry
+from crlib.azure.names import client_token_secret as secret_purpose
+from crlib.azure.readers import connected_registry as fetch_connected_registry
 
 ACTIONS = {"pull": "content/read", "push": "content/write", "delete": "content/delete", "list": "metadata/read"}
 REPOSITORIES = ["hello-world", "team/app"]

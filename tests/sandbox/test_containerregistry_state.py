@@ -15,15 +15,15 @@ from azure.mgmt.containerregistry import models as m
 from test_containerregistry import assert_schema, connected_body, listening
 
 from crlib.sandbox import control
-from crlib.sandbox.clock import Clock
-from crlib.sandbox.containerregistry import connected, tokens
-from crlib.sandbox.containerregistry.common import (
+from crlib.sandbox.arm_containerregistry import connected, tokens
+from crlib.sandbox.arm_containerregistry.common import (
     CONNECTED_REGISTRY_TYPE,
     REGISTRY_TYPE,
     SCOPE_MAP_TYPE,
     TOKEN_TYPE,
     save,
 )
+from crlib.sandbox.clock import Clock
 from crlib.sandbox.store import Store
 
 

@@ -20,7 +20,7 @@ from test_containerregistry import create_registry, new_group
 from test_registry_data import digest_of, dxf_client, manifest_digest, new_token, pulled, push_image
 
 from crlib.sandbox import control
-from crlib.sandbox.registry.source_images import DOCKER_HUB, IMAGES, MCR, build
+from crlib.sandbox.image_source.images import DOCKER_HUB, IMAGES, MCR, build
 
 MCR_TAGS = [(i.repository, tag) for i in IMAGES if i.registry == MCR for tag in i.tags]
 QUICKSTART = {("acr/connected-registry", "0.8.0"), ("azureiotedge-agent", "1.2.4"), ("azureiotedge-hub", "1.2.4"),

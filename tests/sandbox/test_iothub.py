@@ -555,7 +555,7 @@ def test_device_token_reaches_only_its_own_twin(registry, hub, sandbox):
 def test_device_side_functions_read_and_report(tmp_path):
     """The plain functions (no HTTP) a simulated device uses, on a sandbox that is not serving."""
     from crlib.sandbox.core.errors import SandboxError
-    from crlib.sandbox.iothub import device_side, models
+    from crlib.sandbox.iothub_service import device_side, models
     from crlib.sandbox.runtime import Sandbox
 
     sandbox = Sandbox(tmp_path / "sb")

@@ -14,8 +14,9 @@ from dxf.exceptions import DXFUnauthorizedError
 
 from crlib.errors import ParameterError, PreconditionFailed
 from crlib.results import Status
-from crlib.steps.access import detach_and_delete_client_access, ensure_client_access
+from crlib.steps.access import ensure_client_access
 from crlib.steps.definition import ensure_connected_registry
+from crlib.steps.teardown import detach_and_delete_client_access
 
 
 def writes_since(request_log, start: int) -> list[str]:
@@ -121,12 +122,12 @@ def test_first_run_creates_scope_map_token_password_and_attaches_it(defined, req
     assert password not in json.dumps(result.to_dict()) + repr(result)
     assert result.secrets == {f"client-token-{spec.name}":
                               f"******** (local:crlib-{ctx.site.site}-client-token-{spec.name})"}
-    assert ctx.state["access"]["token_ids"] == {spec.name: token.id}
+    assert result.details["token_ids"] == {spec.name: token.id}
 
 
 def test_second_run_and_a_fresh_process_write_nothing_and_keep_the_password(defined, make_context, request_log):
     ctx = defined()
-    ensure_client_access(ctx)
+    first = ensure_client_access(ctx)
     spec = token_spec(ctx)
     password = ctx.get_secret(f"client-token-{spec.name}")
     start = len(request_log())
@@ -135,7 +136,7 @@ def test_second_run_and_a_fresh_process_write_nothing_and_keep_the_password(defi
     again = ensure_client_access(fresh)
     assert again.status == Status.UNCHANGED and again.changes == []
     assert fresh.get_secret(f"client-token-{spec.name}") == password
-    assert fresh.state["access"]["token_ids"] == ctx.state["access"]["token_ids"]
+    assert again.details["token_ids"] == first.details["token_ids"]
     assert writes_since(request_log, start) == []
 
 
@@ -153,7 +154,7 @@ def test_plan_writes_nothing_on_a_fresh_site_and_before_the_first_run(make_site,
     assert [c.split(" '")[0] for c in before_first_run.changes] == kinds
     assert writes_since(request_log, start) == []
     assert ctx.get_secret(f"client-token-{token_spec(ctx).name}") is None
-    assert "access" not in ctx.state
+    assert "token_ids" not in before_first_run.details  # a plan records no ids of what it would make
 
 
 def test_set_semantics_detach_tokens_the_site_does_not_define(defined, request_log):

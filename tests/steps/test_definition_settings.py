@@ -19,6 +19,8 @@ from crlib.steps.settings import ensure_settings, rotate_sync_password
 
 RW = ["content/read", "content/write", "content/delete", "metadata/read", "metadata/write"]
 RO = ["content/read", "metadata/read"]
+# What the definition step reports about the connected registry it made (its result's details).
+STATE = ("id", "name", "mode", "gateway_endpoint", "sync_token_id", "sync_scope_map_id", "login_server_host")
 
 
 def gateway(name: str) -> list[str]:
@@ -112,21 +114,21 @@ def test_first_run_creates_scope_map_token_and_registry_as_the_cli_does(ready, r
     assert cr.logging.log_level == "Information"
     assert cr.garbage_collection.enabled is False
     assert not cr.client_token_ids
-    assert ctx.state["definition"] == {
+    assert {k: result.details[k] for k in STATE} == {
         "id": cr.id, "name": name, "mode": "ReadWrite", "gateway_endpoint": registry.data_endpoint_host_names[0],
         "sync_token_id": token.id, "sync_scope_map_id": scope_map.id, "login_server_host": None}
 
 
 def test_second_run_and_a_fresh_process_write_nothing(ready, make_context, request_log):
     ctx = ready()
-    ensure_connected_registry(ctx)
-    first_state = ctx.state["definition"]
+    first = ensure_connected_registry(ctx)
     log_from = len(request_log())
     again = ensure_connected_registry(ctx)
     assert again.status == Status.UNCHANGED and again.changes == []
-    fresh = make_context(ctx.site)  # a later process: nothing in state, everything read from Azure
-    assert ensure_connected_registry(fresh).status == Status.UNCHANGED
-    assert fresh.state["definition"] == first_state
+    fresh = make_context(ctx.site)  # a later process: nothing cached, everything read from Azure
+    in_fresh = ensure_connected_registry(fresh)
+    assert in_fresh.status == Status.UNCHANGED
+    assert {k: in_fresh.details[k] for k in STATE} == {k: first.details[k] for k in STATE}
     assert writes(lambda: request_log()[log_from:]) == []
 
 
@@ -136,7 +138,7 @@ def test_plan_on_a_fresh_site_lists_the_creations_and_writes_nothing(make_site, 
     assert planned.status == Status.PLANNED
     assert [c.split(" '")[0] for c in planned.changes] == ["create sync scope map", "create sync token",
                                                           "create connected registry"]
-    assert "definition" not in bare.state
+    assert "id" not in planned.details  # nothing exists to describe yet
     with_registry = ready()
     log_from = len(request_log())
     assert ensure_connected_registry(with_registry, plan=True).status == Status.PLANNED
@@ -322,7 +324,7 @@ def test_settings_generate_the_password_once_and_build_the_connection_string(def
     assert result.status == Status.CREATED
     password = ctx.get_secret("sync-password")
     stored = ctx.get_secret("connected-registry-connection-string")
-    gateway_endpoint = ctx.state["definition"]["gateway_endpoint"]
+    gateway_endpoint = connected(ctx).parent.sync_properties.gateway_endpoint
     assert stored == (f"ConnectedRegistryName={name};SyncTokenName={name};SyncTokenPassword={password};"
                       f"ParentGatewayEndpoint={gateway_endpoint};ParentEndpointProtocol=https")
     shown = json.dumps(result.to_dict()) + repr(result)
@@ -331,7 +333,7 @@ def test_settings_generate_the_password_once_and_build_the_connection_string(def
     assert result.secrets["connected-registry-connection-string"].endswith(
         f"(local:crlib-{ctx.site.site}-connected-registry-connection-string)")
     assert signs_in(ctx, gateway_endpoint, name, password)
-    assert ctx.state["settings"]["gateway_endpoint"] == gateway_endpoint
+    assert result.details["gateway_endpoint"] == gateway_endpoint
 
 
 def test_settings_rerun_reuses_the_stored_password_and_writes_nothing(defined, make_context, request_log):
@@ -372,7 +374,7 @@ def test_a_lost_stored_password_is_not_replaced_silently(defined, request_log):
     assert rotated.status == Status.UPDATED
     new = defined.get_secret("sync-password")
     assert new != old
-    gateway_endpoint = defined.state["definition"]["gateway_endpoint"]
+    gateway_endpoint = connected(defined).parent.sync_properties.gateway_endpoint
     assert not signs_in(defined, gateway_endpoint, defined.site.connected_registry.name, old)
     assert signs_in(defined, gateway_endpoint, defined.site.connected_registry.name, new)
 
@@ -380,7 +382,7 @@ def test_a_lost_stored_password_is_not_replaced_silently(defined, request_log):
 def test_a_password_regenerated_elsewhere_is_refused(defined):
     ensure_settings(defined)
     site = defined.site
-    token = defined.state["definition"]["sync_token_id"]
+    token = connected(defined).parent.sync_properties.token_id
     defined.clients.acr.registries.begin_generate_credentials(
         site.resource_group, site.registry.name,
         models.GenerateCredentialsParameters(token_id=token, name="password1")).result()
@@ -413,8 +415,7 @@ def test_rotate_replaces_the_password_and_rebuilds_the_connection_string(defined
 def test_a_child_waits_for_its_parent_gateway_endpoint(family, request_log):
     root, child = family
     nested = child(root.site.connected_registry.name)
-    ensure_connected_registry(nested)
-    assert nested.state["definition"]["gateway_endpoint"] is None  # the parent is not online yet
+    assert ensure_connected_registry(nested).details["gateway_endpoint"] is None  # the parent is not online yet
     log_from = len(request_log())
     planned = ensure_settings(nested, plan=True)
     assert planned.status == Status.PLANNED and "not known yet" in planned.changes[-1]

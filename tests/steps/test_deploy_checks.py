@@ -13,16 +13,18 @@ from dxf import exceptions as dxf_errors
 from test_manifest import build_upstream, log_from_now, writes
 
 from crlib import runbook
-from crlib.errors import ParameterError, PreconditionFailed, StepTimeout
+from crlib.azure.errors import get_or_none
+from crlib.azure.readers import registry as get_registry
+from crlib.errors import ManifestInvalid, ParameterError, PreconditionFailed, StepTimeout
 from crlib.hosts.iotedge import EDGE_AGENT, EDGE_HUB
+from crlib.hosts.iotedge_manifest import build_manifest
 from crlib.params import Images
 from crlib.results import Status
 from crlib.sandbox import control
 from crlib.steps.checks import READ_ONLY_REFUSAL, run_checks
-from crlib.steps.definition import ensure_connected_registry, get_or_none
+from crlib.steps.definition import ensure_connected_registry
 from crlib.steps.deploy import deployment_host, ensure_deployment, fetch_connected_registry, rotate_credentials
-from crlib.steps.endpoint import get_registry
-from crlib.steps.manifest import ManifestInvalid, build_manifest, ensure_manifest
+from crlib.steps.manifest import ensure_manifest
 from crlib.steps.teardown import delete_connected_registry, teardown
 
 TIMEOUT = 60  # real seconds; the sandbox's device clock runs at 60x
@@ -63,7 +65,7 @@ def test_deploy_then_checks_then_teardown_leaves_nothing(deployed, sandbox, tmp_
     assert set(result.details["modules"].values()) == {"running"}
     assert set(result.details["modules"]) == {"edgeAgent", "edgeHub", "connectedRegistry", "IoTEdgeAPIProxy"}
     cr = fetch_connected_registry(ctx)
-    assert result.details["login_server_host"] == cr.login_server.host == ctx.state["deploy"]["login_server_host"]
+    assert result.details["login_server_host"] == cr.login_server.host
     assert desired(ctx) == build_manifest(ctx)
 
     log = log_from_now(sandbox)
@@ -116,7 +118,8 @@ def test_plan_on_a_fresh_site_writes_nothing(make_site, make_context, sandbox):
     deploy = ensure_deployment(ctx, plan=True)
     assert deploy.status == Status.PLANNED and deploy.changes
     checks = run_checks(ctx, plan=True)
-    assert checks.status == Status.PLANNED and checks.changes[0].startswith("push a generated image")
+    assert checks.status == Status.PLANNED
+    assert checks.changes[0].startswith("pull ") and checks.changes[1].startswith("push a generated image")
     assert teardown(ctx, plan=True, delete_hub=True, delete_registry=True).status == Status.UNCHANGED
     assert writes(log) == []
 
@@ -241,11 +244,13 @@ def test_teardown_of_a_child_takes_its_actions_out_of_the_parent(make_site, make
 
     removed = delete_connected_registry(child)
     assert removed.status == Status.DELETED
-    assert removed.changes[-1] == (
+    # The ancestors are updated before the child's sync scope map goes: their cleanup is computed from it.
+    assert [c for c in removed.changes if c.startswith(("remove ", "delete sync scope map"))] == [(
         f"remove gateway/{kid}/config/read, gateway/{kid}/config/write, gateway/{kid}/message/read, "
         f"gateway/{kid}/message/write, repositories/azureiotedge-diagnostics/content/read, "
         f"repositories/azureiotedge-diagnostics/metadata/read from sync scope map "
-        f"'{parent.site.connected_registry.name}' of ancestor '{parent.site.connected_registry.name}'")
+        f"'{parent.site.connected_registry.name}' of ancestor '{parent.site.connected_registry.name}'"),
+        f"delete sync scope map '{child.site.connected_registry.name}'"]
     left = sync_actions(parent)
     assert not [a for a in left if kid in a or "azureiotedge-diagnostics" in a]
     # The parent keeps its own repository, which the child synced too.

@@ -12,11 +12,13 @@ from requestlog import log_from_now
 from testkit import push_small_image
 
 from crlib import params
+from crlib.azure import readers
+from crlib.azure.images import REFRESH_TOKEN_USER, wanted_images
 from crlib.errors import PreconditionFailed
 from crlib.results import Status
 from crlib.steps.endpoint import ensure_endpoint
 from crlib.steps.hub import ensure_resource_group
-from crlib.steps.imports import REFRESH_TOKEN_USER, ensure_imports, wanted_images
+from crlib.steps.imports import ensure_imports
 
 IMAGES = ["acr/connected-registry:0.8.0", "azureiotedge-agent:1.2.4", "azureiotedge-hub:1.2.4",
           "azureiotedge-api-proxy:1.1.2", "azureiotedge-diagnostics:1.2.4", "hello-world:latest"]
@@ -26,6 +28,11 @@ def variant(site: params.Site, **sections) -> params.Site:
     return params.load(site.model_dump() | sections)
 
 
+
+
+def cloud(ctx):
+    """The cloud registry as Azure describes it now."""
+    return readers.registry(ctx, fresh=True)
 
 
 def writes(log) -> list[str]:
@@ -79,16 +86,15 @@ def test_endpoint_creates_a_premium_registry_with_its_data_endpoint_then_writes_
     assert result.status == Status.CREATED
     registry = ctx.clients.acr.registries.get(site.resource_group, site.registry.name)
     assert registry.sku.name == "Premium" and registry.data_endpoint_enabled
-    assert ctx.state["registry"] == {"id": registry.id, "name": site.registry.name,
-                                     "login_server": registry.login_server,
-                                     "data_endpoint": registry.data_endpoint_host_names[0]}
+    assert result.details == {"login_server": registry.login_server,
+                              "data_endpoint": registry.data_endpoint_host_names[0]}
     assert result.resource_ids == [registry.id]
 
     log = log_from_now(sandbox)
-    fresh = make_context(site)
-    assert ensure_endpoint(fresh).status == Status.UNCHANGED
+    again = ensure_endpoint(make_context(site))
+    assert again.status == Status.UNCHANGED
     assert writes(log) == []
-    assert fresh.state["registry"] == ctx.state["registry"]
+    assert (again.resource_ids, again.details) == (result.resource_ids, result.details)
 
 
 def test_endpoint_plan_on_a_fresh_site_writes_nothing(make_site, make_context, request_log):
@@ -111,7 +117,7 @@ def test_endpoint_enables_a_disabled_data_endpoint_with_one_write(sandbox, with_
     result = ensure_endpoint(ctx)
     assert result.status == Status.UPDATED
     assert [w.split(" ")[0] for w in writes(log)] == ["PATCH"]
-    assert ctx.state["registry"]["data_endpoint"]
+    assert result.details["data_endpoint"] == cloud(ctx).data_endpoint_host_names[0]
 
 
 def test_endpoint_refuses_a_registry_that_is_not_premium(sandbox, with_group):
@@ -146,8 +152,7 @@ def test_imports_copy_every_image_at_the_sources_digest_then_write_nothing(sandb
     result = ensure_imports(ctx)
     assert result.status == Status.CREATED
     assert sorted(result.details["imported"]) == sorted(IMAGES) and len(result.changes) == 6
-    login_server = ctx.state["registry"]["login_server"]
-    assert ctx.state["images"] == {image: f"{login_server}/{image}" for image in IMAGES}
+    login_server = cloud(ctx).login_server
     token = refresh_token(sandbox, credential, login_server)
     for image in IMAGES:
         repo, tag = image.rsplit(":", 1)
@@ -161,12 +166,16 @@ def test_imports_copy_every_image_at_the_sources_digest_then_write_nothing(sandb
     assert writes(log) == []
 
 
-def test_imports_plan_on_a_fresh_site_lists_every_image_and_writes_nothing(make_site, make_context, request_log):
+def test_imports_plan_on_a_fresh_site_lists_every_image_and_writes_nothing(sandbox, make_site, make_context,
+                                                                          request_log):
     site = make_site()
     planned = ensure_imports(make_context(site), plan=True)
     assert planned.status == Status.PLANNED
     assert planned.changes == [f"import mcr.microsoft.com/{image} into registry '{site.registry.name}'"
                                for image in IMAGES]
+    # One change per image, with the source's digest it will have.
+    assert [(c["action"], c["kind"], c["name"]) for c in planned.plan] == [("create", "image", i) for i in IMAGES]
+    assert [c["fields"][0]["new"] for c in planned.plan] == [source_digest(sandbox, image) for image in IMAGES]
     assert [r for r in request_log() if r["wrote"]] == []
 
 
@@ -181,12 +190,12 @@ def test_imports_bring_only_what_is_missing(sandbox, with_registry):
     result = ensure_imports(ctx, max_workers=2)
     assert result.status == Status.CREATED and "hello-world:latest" not in result.details["imported"]
     assert [w for w in writes(log) if w.endswith("/importImage")] == [
-        f"POST {ctx.state['registry']['id']}/importImage"] * 5
+        f"POST {cloud(ctx).id}/importImage"] * 5
 
 
 def test_imports_refuse_a_tag_that_holds_other_content(sandbox, credential, with_registry):
     _, ctx = with_registry
-    login_server = ctx.state["registry"]["login_server"]
+    login_server = cloud(ctx).login_server
     token = refresh_token(sandbox, credential, login_server)
     pushed = push_other_image(dxf(sandbox, login_server, "hello-world", REFRESH_TOKEN_USER, token), "latest")
     log = log_from_now(sandbox)
@@ -240,11 +249,11 @@ def test_imports_need_the_registry(with_group):
 def test_registry_takes_a_refresh_token_as_the_null_guid_users_password(sandbox, credential, with_registry):
     _, ctx = with_registry
     ensure_imports(ctx)
-    login_server = ctx.state["registry"]["login_server"]
+    login_server = cloud(ctx).login_server
     token = refresh_token(sandbox, credential, login_server)
     assert dxf(sandbox, login_server, "hello-world", REFRESH_TOKEN_USER, token).list_aliases() == ["latest"]
     # The data endpoint issues tokens for the same registry.
-    data_endpoint = ctx.state["registry"]["data_endpoint"]
+    data_endpoint = cloud(ctx).data_endpoint_host_names[0]
     assert dxf(sandbox, data_endpoint, "hello-world", REFRESH_TOKEN_USER, token).list_aliases() == ["latest"]
 
     for wrong in ("not-a-token", token[:-4] + "AAAA"):
@@ -264,6 +273,6 @@ def test_a_refresh_token_from_one_registry_does_not_open_another(sandbox, creden
     other = make_context(make_site())
     ensure_resource_group(other)
     ensure_endpoint(other)
-    token = refresh_token(sandbox, credential, ctx.state["registry"]["login_server"])
+    token = refresh_token(sandbox, credential, cloud(ctx).login_server)
     with pytest.raises(DXFUnauthorizedError):
-        dxf(sandbox, other.state["registry"]["login_server"], "hello-world", REFRESH_TOKEN_USER, token).list_aliases()
+        dxf(sandbox, cloud(other).login_server, "hello-world", REFRESH_TOKEN_USER, token).list_aliases()

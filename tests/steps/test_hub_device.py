@@ -11,11 +11,12 @@ from azure.iot.hub.models import ConfigurationContent
 from testkit import wait_for
 
 from crlib import params
+from crlib.azure.names import DEVICE_SECRET, HUB_SECRET
 from crlib.errors import ParameterError, PreconditionFailed
 from crlib.results import Status
 from crlib.sandbox import control
-from crlib.steps.device import DEVICE_SECRET, device_readiness, ensure_device, provision_device
-from crlib.steps.hub import HUB_SECRET, ensure_hub, ensure_resource_group
+from crlib.steps.device import device_readiness, ensure_device, plan_device, plan_provision, provision_device
+from crlib.steps.hub import ensure_hub, ensure_resource_group
 from crlib.steps.provisioning import CONNECTION_STRING_FILE, provisioning_script
 
 
@@ -66,7 +67,7 @@ def test_first_run_creates_group_hub_and_device_and_a_second_run_writes_nothing(
     hub = ctx.clients.hubs.iot_hub_resource.get(site.resource_group, site.hub.name)
     assert (hub.sku.name, hub.sku.capacity) == ("S1", 1)
     host = hub.properties.host_name
-    assert ctx.state["hub"] == {"id": hub.id, "name": site.hub.name, "host_name": host}
+    assert results[1].resource_ids == [hub.id] and results[1].details["host_name"] == host
     hub_cs = ctx.get_secret(HUB_SECRET)
     assert hub_cs.startswith(f"HostName={host};SharedAccessKeyName=iothubowner;SharedAccessKey=")
     device = registry_manager(ctx).get_device(site.device.id)
@@ -84,8 +85,9 @@ def test_first_run_creates_group_hub_and_device_and_a_second_run_writes_nothing(
     again = [ensure_resource_group(fresh), ensure_hub(fresh), ensure_device(fresh)]
     assert [r.status for r in again] == [Status.UNCHANGED] * 3
     assert writes(second_log) == []
-    assert fresh.state["hub"]["host_name"] == host
-    assert fresh.state["device"]["id"] == site.device.id
+    assert again[1].details["host_name"] == host
+    assert again[2].resource_ids == [f"{host}/devices/{site.device.id}"]
+    assert again[2].details["device_scope"] == device.device_scope
 
 
 def test_plan_on_a_fresh_site_lists_each_write_and_writes_nothing(make_site, make_context, request_log, tmp_path):
@@ -98,6 +100,20 @@ def test_plan_on_a_fresh_site_lists_each_write_and_writes_nothing(make_site, mak
     assert planned[1].changes == [f"create IoT hub '{site.hub.name}' (S1, 1 unit) in westus"]
     assert planned[2].changes == [f"create IoT Edge device identity '{site.device.id}' in hub '{site.hub.name}'"]
     assert "provision device" in planned[3].changes[0]
+    # The same changes as data: resource, action, fields old -> new.
+    assert planned[1].plan == [{"action": "create", "kind": "IoT hub", "name": site.hub.name,
+                                "summary": planned[1].changes[0],
+                                "fields": [{"name": "sku", "old": "(none)", "new": "S1"},
+                                           {"name": "capacity", "old": "(none)", "new": "1"},
+                                           {"name": "location", "old": "(none)", "new": "westus"}]}]
+    assert [(c["action"], c["kind"]) for r in planned for c in r.plan] == [
+        ("create", "resource group"), ("create", "IoT hub"), ("create", "device identity"), ("run", "device")]
+    # Without the hub, the device steps can only foresee: applying them refuses as before, writing nothing.
+    for blocked in (plan_device(ctx), plan_provision(ctx)):
+        assert blocked.provisional
+        with pytest.raises(PreconditionFailed) as refused:
+            blocked.apply()
+        assert refused.value.subject == "hub.name"
     assert [r for r in request_log() if r["wrote"]] == []
     assert not (tmp_path / "secrets").exists()
 
@@ -123,6 +139,7 @@ def test_a_hub_is_scaled_to_the_parameters_within_its_tier(sandbox, with_hub, ma
     planned = ensure_hub(make_context(bigger), plan=True)
     assert planned.status == Status.PLANNED
     assert planned.changes == [f"update IoT hub '{site.hub.name}' from S1, 1 unit to S1, 2 units"]
+    assert planned.plan[0]["fields"] == [{"name": "capacity", "old": "1", "new": "2"}]
     assert writes(plan_log) == []
 
     before = make_context(site).clients.hubs.iot_hub_resource.get(site.resource_group, site.hub.name)

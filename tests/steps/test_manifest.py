@@ -14,12 +14,15 @@ from azure.mgmt.containerregistry import models as acr
 from requestlog import log_from_now
 
 from crlib import runbook
-from crlib.errors import PreconditionFailed
+from crlib.azure.names import PULL_SECRET
+from crlib.azure.pull_access import module_repositories, password_refusal, pull_token_name
+from crlib.azure.readers import registry as get_registry
+from crlib.errors import ManifestInvalid, PreconditionFailed
+from crlib.hosts import digest
+from crlib.hosts.iotedge_manifest import HOST_DATA_DIR, build_manifest, compose_manifest, validate_manifest
 from crlib.results import Status
 from crlib.secrets import mask
-from crlib.steps import manifest as step
-from crlib.steps.endpoint import get_registry
-from crlib.steps.manifest import ManifestInvalid, build_manifest, ensure_manifest, validate_manifest
+from crlib.steps.manifest import ensure_manifest
 
 # Everything the manifest builds on, plus client access (which the checks after a deployment need).
 UPSTREAM = [s for s in runbook.STEP_NAMES if s not in ("manifest", "deploy", "checks")]
@@ -45,12 +48,12 @@ def upstream(make_site, make_context):
 
 def pull_token(ctx):
     site = ctx.site
-    return ctx.clients.acr.tokens.get(site.resource_group, site.registry.name, step.pull_token_name(ctx))
+    return ctx.clients.acr.tokens.get(site.resource_group, site.registry.name, pull_token_name(ctx))
 
 
 def password_works(ctx, password: str) -> bool:
-    return step._password_refusal(ctx, get_registry(ctx), pull_token(ctx)) is None and \
-        ctx.get_secret(step.PULL_SECRET) == password
+    return password_refusal(ctx, get_registry(ctx), pull_token(ctx)) is None and \
+        ctx.get_secret(PULL_SECRET) == password
 
 
 def test_first_run_creates_the_pull_token_and_a_manifest_from_service_responses(upstream):
@@ -58,20 +61,20 @@ def test_first_run_creates_the_pull_token_and_a_manifest_from_service_responses(
     result = ensure_manifest(ctx)
     assert result.status == Status.CREATED
     assert [c.split(" '")[0] for c in result.changes] == ["create scope map", "create token", "generate password1 of token"]
-    name = step.pull_token_name(ctx)
+    name = pull_token_name(ctx)
     site = ctx.site
     scope_map = ctx.clients.acr.scope_maps.get(site.resource_group, site.registry.name, name)
     assert sorted(scope_map.actions) == sorted(f"repositories/{r}/content/read" for r in (
         "acr/connected-registry", "azureiotedge-agent", "azureiotedge-hub", "azureiotedge-api-proxy",
         "azureiotedge-diagnostics"))
-    assert password_works(ctx, ctx.get_secret(step.PULL_SECRET))
+    assert password_works(ctx, ctx.get_secret(PULL_SECRET))
 
     real = build_manifest(ctx)
     registry = get_registry(ctx)
     login = registry.login_server
     agent = real["$edgeAgent"]["properties.desired"]
     assert agent["runtime"]["settings"]["registryCredentials"] == {registry.name: {
-        "address": login, "username": name, "password": ctx.get_secret(step.PULL_SECRET)}}
+        "address": login, "username": name, "password": ctx.get_secret(PULL_SECRET)}}
     images = {n: m["settings"]["image"] for g in ("systemModules", "modules") for n, m in agent[g].items()}
     assert images == {"edgeAgent": f"{login}/{site.images.edge_agent}", "edgeHub": f"{login}/{site.images.edge_hub}",
                       "connectedRegistry": f"{login}/{site.images.connected_registry}",
@@ -80,7 +83,7 @@ def test_first_run_creates_the_pull_token_and_a_manifest_from_service_responses(
     assert registry_module["env"]["ACR_REGISTRY_CONNECTION_STRING"]["value"] == ctx.get_secret(
         "connected-registry-connection-string")
     assert json.loads(registry_module["settings"]["createOptions"])["HostConfig"]["Binds"] == [
-        f"{step.HOST_DATA_DIR}:/var/acr/data"]
+        f"{HOST_DATA_DIR}:/var/acr/data"]
     proxy = agent["modules"]["IoTEdgeAPIProxy"]
     assert {k: v["value"] for k, v in proxy["env"].items()} == {
         "NGINX_DEFAULT_PORT": "8000", "CONNECTED_ACR_ROUTE_ADDRESS": "connectedRegistry:8080"}
@@ -88,23 +91,23 @@ def test_first_run_creates_the_pull_token_and_a_manifest_from_service_responses(
         "HostConfig": {"PortBindings": {"8000/tcp": [{"HostPort": "8000"}]}}}
     assert real["$edgeHub"]["properties.desired"]["schemaVersion"] == "1.2"
 
-    record = ctx.state["manifest"]["record"]
-    assert ctx.state["manifest"]["sha256"] == step.manifest_digest(record) == result.details["sha256"]
+    record = result.details["record"]
+    assert digest(record) == result.details["sha256"]
     shown = json.dumps(record) + result.to_json()
-    for secret in (ctx.get_secret(step.PULL_SECRET), ctx.get_secret("connected-registry-connection-string")):
+    for secret in (ctx.get_secret(PULL_SECRET), ctx.get_secret("connected-registry-connection-string")):
         assert secret not in shown
     assert record["$edgeAgent"]["properties.desired"]["modules"]["connectedRegistry"]["env"][
         "ACR_REGISTRY_CONNECTION_STRING"]["value"] == f"secret:{ctx.secret_name('connected-registry-connection-string')}"
-    assert result.secrets[step.PULL_SECRET] == f"local:{ctx.secret_name(step.PULL_SECRET)}"
+    assert result.secrets[PULL_SECRET] == f"local:{ctx.secret_name(PULL_SECRET)}"
 
 
 def test_second_run_is_unchanged_and_writes_nothing(upstream, sandbox):
-    ensure_manifest(upstream)
+    first = ensure_manifest(upstream)
     log = log_from_now(sandbox)
     again = ensure_manifest(upstream)
     assert (again.status, again.changes) == (Status.UNCHANGED, [])
     assert writes(log) == []
-    assert again.details["sha256"] == upstream.state["manifest"]["sha256"]
+    assert again.details["sha256"] == first.details["sha256"]
 
 
 def test_plan_on_a_fresh_site_lists_the_writes_and_makes_none(make_site, make_context, sandbox):
@@ -127,7 +130,7 @@ def test_a_missing_connection_string_is_refused_before_any_write(upstream, sandb
     with pytest.raises(PreconditionFailed, match="run the settings step"):
         ensure_manifest(ctx)
     assert writes(log) == []
-    assert step.pull_token_name(ctx) not in [t.name for t in ctx.clients.acr.tokens.list(
+    assert pull_token_name(ctx) not in [t.name for t in ctx.clients.acr.tokens.list(
         ctx.site.resource_group, ctx.site.registry.name)]
 
 
@@ -135,36 +138,36 @@ def test_a_missing_connection_string_is_refused_before_any_write(upstream, sandb
 def test_a_lost_or_refused_pull_password_is_replaced(upstream, damage):
     ctx = upstream
     ensure_manifest(ctx)
-    old = ctx.get_secret(step.PULL_SECRET)
+    old = ctx.get_secret(PULL_SECRET)
     if damage == "lost":
-        ctx.secrets.delete(ctx.secret_name(step.PULL_SECRET))
+        ctx.secrets.delete(ctx.secret_name(PULL_SECRET))
     else:
-        ctx.set_secret(step.PULL_SECRET, "not-the-password-at-all")
+        ctx.set_secret(PULL_SECRET, "not-the-password-at-all")
     repaired = ensure_manifest(ctx)
     assert repaired.status == Status.UPDATED
     reason = "no password is stored" if damage == "lost" else "the registry refuses the stored password"
-    assert repaired.changes == [f"generate password1 of token '{step.pull_token_name(ctx)}' and store it as secret "
-                                f"'{ctx.secret_name(step.PULL_SECRET)}' ({reason})"]
-    new = ctx.get_secret(step.PULL_SECRET)
+    assert repaired.changes == [f"generate password1 of token '{pull_token_name(ctx)}' and store it as secret "
+                                f"'{ctx.secret_name(PULL_SECRET)}' ({reason})"]
+    new = ctx.get_secret(PULL_SECRET)
     assert new != old and password_works(ctx, new)
 
 
 def test_scope_map_drift_is_corrected(upstream):
     ctx = upstream
     ensure_manifest(ctx)
-    site, name = ctx.site, step.pull_token_name(ctx)
+    site, name = ctx.site, pull_token_name(ctx)
     ctx.clients.acr.scope_maps.begin_update(site.resource_group, site.registry.name, name,
                                             acr.ScopeMapUpdateParameters(actions=["repositories/x/content/read"])).result()
     fixed = ensure_manifest(ctx)
     assert fixed.status == Status.UPDATED
     assert fixed.changes[0].startswith(f"update scope map '{name}'")
     actions = ctx.clients.acr.scope_maps.get(site.resource_group, site.registry.name, name).actions
-    assert sorted(actions) == sorted(f"repositories/{r}/content/read" for r in step.module_repositories(ctx))
+    assert sorted(actions) == sorted(f"repositories/{r}/content/read" for r in module_repositories(ctx))
 
 
 def test_a_pull_token_bound_elsewhere_is_not_rebound(upstream, sandbox):
     ctx = upstream
-    site, name = ctx.site, step.pull_token_name(ctx)
+    site, name = ctx.site, pull_token_name(ctx)
     acr_ops = ctx.clients.acr
     other = acr_ops.scope_maps.begin_create(site.resource_group, site.registry.name, "someone-elses", acr.ScopeMap(
         actions=["repositories/hello-world/content/read"])).result()
@@ -184,7 +187,7 @@ def sample(make_site, make_context):
     """A manifest composed from made-up inputs: validation needs no Azure."""
     ctx = make_context(make_site())
     registry = SimpleNamespace(name="sample", login_server="127.0.0.1:5000")
-    return step.compose_manifest(ctx, registry, pull_password="pull-secret-value",
+    return compose_manifest(ctx, registry, pull_password="pull-secret-value",
                                  connection_string="ConnectedRegistryName=x;SyncTokenPassword=cs-secret-value")
 
 

@@ -8,9 +8,10 @@ import uuid
 import pytest
 from azure.keyvault.secrets import SecretClient
 
+from crlib.azure.names import HUB_SECRET
 from crlib.context import open_context
 from crlib.secrets import KeyVaultSecretStore, LocalSecretStore
-from crlib.steps.hub import HUB_SECRET, ensure_hub, ensure_resource_group
+from crlib.steps.hub import ensure_hub, ensure_resource_group
 
 
 @pytest.fixture
@@ -66,7 +67,7 @@ def test_hub_connection_string_lands_in_the_sandbox_vault(sandbox, make_site, va
     name = f"crlib-{site.site}-{HUB_SECRET}"
     assert result.secrets == {HUB_SECRET: f"keyvault:{name}"}
     stored = vault_client.get_secret(name)
-    host = ctx.state["hub"]["host_name"]
+    host = result.details["host_name"]
     assert stored.value.startswith(f"HostName={host};SharedAccessKeyName=iothubowner;SharedAccessKey=")
     # A second run finds the same value and writes no new version.
     ensure_hub(ctx)

@@ -10,7 +10,7 @@ import jwt
 from aiohttp import web
 
 from .errors import SandboxError
-from .http import Call, Route, json_response
+from .http import Call, Route, RouterSpec, json_response
 
 _API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
 
@@ -24,7 +24,7 @@ def render_error(err: SandboxError) -> web.Response:
     own_body = getattr(err, "body", None)
     if callable(own_body):
         return json_response(own_body(), err.status, err.headers)
-    error = {"code": err.code, "message": err.message}
+    error: dict[str, object] = {"code": err.code, "message": err.message}
     if err.details:
         error["details"] = err.details
     headers = {"x-ms-failure-cause": "gateway"} | err.headers if err.status == 401 else err.headers
@@ -90,6 +90,13 @@ def arm_before(call: Call, route: Route) -> None:
         raise SandboxError(404, "SubscriptionNotFound", f"The subscription '{sub}' could not be found.")
 
 
+# The main port's two routers. OPEN serves what needs no ARM token (Entra ID, the admin API); a
+# request on the main port whose path starts with subscriptions/, tenants/ or providers/ goes to
+# ARM instead (runtime.Sandbox._handle). OPEN's name is "entra" for the request log and faults.
+OPEN = RouterSpec("entra", render_error=render_error)
+ARM = RouterSpec("arm", render_error=render_error, before=arm_before)
+
+
 def resource_group_id(sub: str, rg: str) -> str:
     return f"/subscriptions/{sub}/resourceGroups/{rg}"
 
@@ -130,7 +137,7 @@ def eq_clauses(odata: str, fields: Iterable[str]) -> list[tuple[str, str]]:
     for clause in re.split(r"\s+and\s+", odata, flags=re.I):
         m = _EQ_CLAUSE.match(clause)
         field = known.get(m.group(1).lower().replace("/", ".")) if m else None
-        if field is None:
+        if m is None or field is None:
             raise SandboxError(400, "InvalidFilterInQueryString",
                                f"Invalid $filter '{odata}' specified in the query string. Supported: "
                                f"{', '.join(known.values())} with eq, joined by and.")

@@ -11,7 +11,7 @@ import inspect
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +37,7 @@ class Call:
     sandbox: Sandbox
     params: dict[str, str]
     body: bytes
-    host: Host | None = None  # which resource, and which of its endpoints, this port serves
+    host: Host  # which resource, and which of its endpoints, this port serves
     state: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -51,6 +51,13 @@ class Call:
     @property
     def headers(self):
         return self.request.headers
+
+    @property
+    def host_key(self) -> str:
+        """The store key of the resource this port belongs to, for hosts that always have one."""
+        if self.host.key is None:
+            raise SandboxError(404, "NotFound", "This endpoint belongs to no resource.")
+        return self.host.key
 
     @property
     def api_version(self) -> str | None:
@@ -80,21 +87,42 @@ class Route:
     write: bool | None
 
 
+# A service's url table: (method, template, handler[, write]). `write` overrides whether the
+# request log counts the route as a write (a POST that only reads says False).
+UrlTable = Sequence[tuple]
+
+
+@dataclass(frozen=True, eq=False)
+class RouterSpec:
+    """A kind of host, as services declare it: what its router is called and how it behaves.
+
+    `name` is the service name the request log and the fault settings use ("arm", "iothub" ...).
+    `render_error` turns a SandboxError into that host's error body; `before` runs ahead of every
+    handler (authentication, api-version checks). The sandbox builds one Router per spec from the
+    url tables services mount on it (core.service.Routes), and `Sandbox.open_listener(spec, ...)`
+    binds a port that this router serves. Specs compare by identity.
+    """
+
+    name: str
+    render_error: Callable[[SandboxError], web.Response]
+    before: Callable[[Call, Route], None] | None = None
+
+
 class Router:
     """Routes for one kind of host (ARM, an IoT hub, a registry...)."""
 
-    def __init__(self, service: str, *, render_error: Callable[[SandboxError], web.Response],
-                 before: Callable[[Call, Route], None] | None = None):
-        self.service = service
+    def __init__(self, spec: RouterSpec):
+        self.spec = spec
+        self.service = spec.name
         self.routes: list[Route] = []
-        self.render_error = render_error
-        self.before = before
+        self.render_error = spec.render_error
+        self.before = spec.before
 
     def add(self, method: str, template: str, handler: Handler, *, write: bool | None = None) -> None:
         pattern = _PARAM.sub(lambda m: f"(?P<{m.group(1)}>{'.+?' if m.group(2) else '[^/]+'})", template.rstrip("/"))
         self.routes.append(Route(method.upper(), template, re.compile(f"^{pattern}/?$", re.I), handler, write))
 
-    def include(self, urls: list[tuple]) -> None:
+    def include(self, urls: UrlTable) -> None:
         """Add a service's url table: (method, template, handler[, write])."""
         for entry in urls:
             self.add(*entry[:3], write=entry[3] if len(entry) > 3 else None)

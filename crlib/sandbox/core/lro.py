@@ -2,8 +2,9 @@
 
 An operation takes effect at once (the resource shows provisioningState Creating, Updating or
 Deleting) and completes when its server-side duration, from the latency profile, has passed.
-Completion runs the finalizer registered for its kind. Finalizers are looked up by name, so
-pending operations survive a restart. Every request settles whatever has come due first,
+Completion runs the finalizer of its kind (core.service.OperationKind). Services declare their
+kinds; an operation's record keeps the kind's name, so one pending at a restart finds its kind
+again. Every request settles whatever has come due first,
 which keeps the order of events deterministic without a background task.
 """
 
@@ -11,16 +12,17 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from ..clock import iso
 from ..faults import fail_operation
-from .arm import render_error
+from .arm import ARM, render_error
 from .errors import SandboxError
 from .http import Call, json_response
+from .service import OperationKind, Routes, Service
 
 if TYPE_CHECKING:
     from ..runtime import Sandbox
@@ -28,37 +30,46 @@ if TYPE_CHECKING:
 PENDING = "operation.pending"
 DONE = "operation"
 
-Finalizer = Callable[["Sandbox", dict], "dict | None"]
 
 
 class Operations:
-    def __init__(self, sandbox: Sandbox):
+    """The sandbox's long-running operations, of the kinds its services declare."""
+
+    def __init__(self, sandbox: Sandbox, kinds: Iterable[OperationKind]):
         self._sandbox = sandbox
-        self._finalizers: dict[str, Finalizer] = {}
+        self._kinds: dict[str, OperationKind] = {}
+        for kind in kinds:
+            if kind.name in self._kinds:
+                raise ValueError(f"two operation kinds are called {kind.name!r}")
+            self._kinds[kind.name] = kind
         self._secret_results: dict[str, dict | None] = {}
         # When the earliest pending operation comes due; None when nothing is pending.
         # 0.0 at start makes the first settle load operations left pending by a restart.
         self._next_due: float | None = 0.0
 
-    def register(self, kind: str, finalizer: Finalizer) -> None:
-        self._finalizers[kind] = finalizer
+    @property
+    def kinds(self) -> dict[str, OperationKind]:
+        return dict(self._kinds)
 
-    def begin(self, kind: str, *, resource_id: str, location: str, namespace: str,
-              api_version: str, result: dict | None = None, secret_result: bool = False) -> dict:
-        """`secret_result` keeps a result that holds secrets (generated passwords) in memory only,
+    def begin(self, kind: OperationKind, *, resource_id: str, location: str, namespace: str,
+              api_version: str | None, result: dict | None = None, secret_result: bool = False) -> dict:
+        """Start an operation; the caller has already applied its immediate effect.
+
+        `secret_result` keeps a result that holds secrets (generated passwords) in memory only,
         so it never reaches state.db or a state dump; it is gone after a restart, as it would be
         once Azure's operation record expires."""
-        """Start an operation; the caller has already applied its immediate effect."""
+        if self._kinds.get(kind.name) is not kind:
+            raise ValueError(f"operation kind {kind.name!r} is not declared by any service in services.SERVICES")
         sandbox = self._sandbox
         op_id = sandbox.new_request_id()
         now = time.time()
-        op = {
+        op: dict[str, Any] = {
             "id": op_id,
-            "kind": kind,
+            "kind": kind.name,
             "resourceId": resource_id,
             "status": "InProgress",
             "startTime": now,
-            "dueTime": now + sandbox.settings.latency(kind),
+            "dueTime": now + sandbox.settings.latency(kind.name),
             "result": None if secret_result else result,
             "statusUrl": f"{sandbox.arm_endpoint}/subscriptions/{sandbox.identity.subscription_id}/providers/"
             f"{namespace}/locations/{location}/operationStatuses/{op_id}?api-version={api_version}",
@@ -87,7 +98,8 @@ class Operations:
             self._complete(op)
 
     def _complete(self, op: dict) -> None:
-        finalizer = self._finalizers.get(op["kind"])
+        kind = self._kinds.get(op["kind"])
+        finalizer = kind.finalizer if kind else None
         try:
             if op.get("injectedFailure"):
                 raise SandboxError(500, **fail_operation(self._sandbox, op))
@@ -174,3 +186,6 @@ URLS = [
     ("GET", "/subscriptions/{subscriptionId}/providers/{namespace}/locations/{location}/operationResults/{operationId}",
      operation_result),
 ]
+
+
+SERVICE = Service(name="operations", routes=[Routes(ARM, URLS)])

@@ -18,11 +18,14 @@ class TokenIssuer:
     def __init__(self, state_dir: Path):
         path = state_dir / "jwt.key"
         if not path.exists():
-            key = ec.generate_private_key(ec.SECP256R1())
-            path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            new_key = ec.generate_private_key(ec.SECP256R1())
+            path.write_bytes(new_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                serialization.NoEncryption()))
             path.chmod(0o600)
-        self._key = serialization.load_pem_private_key(path.read_bytes(), None)
+        key = serialization.load_pem_private_key(path.read_bytes(), None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError(f"{path} is not an EC private key")
+        self._key = key
         self.kid = str(uuid.uuid5(uuid.NAMESPACE_URL, str(path)))
 
     def issue(self, *, issuer: str, tenant_id: str, client_id: str, audience: str,

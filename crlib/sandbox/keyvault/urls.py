@@ -1,4 +1,4 @@
-"""Routes of the sandbox's one key vault, its bearer challenge, and its listener.
+"""Routes of the sandbox's one key vault and its bearer challenge.
 
 Like Key Vault, a request without a token gets 401 and a `WWW-Authenticate` challenge naming the
 sandbox's Entra authority and the vault resource; the SDKs then ask Entra for
@@ -14,7 +14,7 @@ import jwt
 from aiohttp import web
 
 from ..core.errors import SandboxError
-from ..core.http import Router, json_response
+from ..core.http import RouterSpec, json_response
 from . import models, responses
 
 if TYPE_CHECKING:
@@ -68,20 +68,8 @@ def before(call: Call, route: Route) -> None:
                                                 f"Consider using the latest supported version ({LATEST_API_VERSION}).")
 
 
-def router() -> Router:
-    r = Router("keyvault", render_error=render_error, before=before)
-    r.include(URLS)
-    return r
-
-
-def restore(sandbox: Sandbox) -> None:
-    """Listen on the port of the last run where possible."""
-    if sandbox.listener_port(None, ROLE) is not None:
-        return
-    port = sandbox.open_listener("keyvault", None, sandbox.settings.extra.get(models.PORT_SETTING, 0), role=ROLE)
-    if sandbox.settings.extra.get(models.PORT_SETTING) != port:
-        sandbox.settings.extra[models.PORT_SETTING] = port
-        sandbox.settings.save(sandbox.state_dir)
+# The vault's one port (role "vault"), opened by service.py.
+ROUTER = RouterSpec("keyvault", render_error=render_error, before=before)
 
 
 def key_vault_url(sandbox: Sandbox) -> str | None:

@@ -1,0 +1,203 @@
+"""One reader per resource kind. Each returns the resource as the SDK gives it, or None when it is
+missing; none of them writes.
+
+**The read cache.** A run reads some resources again and again: every step after the hub's needs
+its owner key, every registry-side step the registry. Those do not move under a run except by
+crlib's own writes, so their readers keep what they read in `RunContext.cache` (one process: one
+notebook's kernel, or one `runbook.run`), and the steps that write them put the new version there
+(`remember`). Connected registries, tokens, scope maps and device twins change on their own (sync,
+activation, password generation) and are always read fresh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..errors import PreconditionFailed
+from ..secrets import MASKER
+from . import names
+from .errors import get_or_none
+
+if TYPE_CHECKING:
+    from ..context import RunContext
+
+GROUP_API_VERSION = "2024-03-01"
+T = TypeVar("T")
+
+
+# -- small facts about any resource ------------------------------------------------------------------
+def text(value: object) -> Any:
+    """An SDK enum or a plain string, as the string Azure sent."""
+    return getattr(value, "value", value)
+
+
+def name_of(resource_id: str) -> str:
+    return resource_id.rstrip("/").rsplit("/", 1)[-1]
+
+
+def same_id(a: str | None, b: str | None) -> bool:
+    # ARM ids are case-insensitive.
+    return (a or "").lower() == (b or "").lower()
+
+
+def failed(resource: object) -> bool:
+    """Azure keeps a resource whose last operation failed with provisioningState Failed."""
+    state = getattr(resource, "provisioning_state", None) or getattr(getattr(resource, "properties", None),
+                                                                   "provisioning_state", None)
+    return str(getattr(state, "value", state)) == "Failed"
+
+
+def usable(resource: Any) -> Any:
+    """For get-or-create: a resource whose last operation failed counts as missing, so the step
+    PUTs it again (ARM's PUT repairs it; nothing is duplicated)."""
+    return None if resource is not None and failed(resource) else resource
+
+
+# -- the cache ----------------------------------------------------------------------------------------
+def remember(ctx: RunContext, key: str, value: object) -> Any:
+    ctx.cache[key] = value
+    return value
+
+
+def forget(ctx: RunContext, key: str) -> None:
+    ctx.cache.pop(key, None)
+
+
+def _cached(ctx: RunContext, key: str, read: Callable[[], Any], *, fresh: bool) -> Any:
+    if not fresh and ctx.cache.get(key) is not None:
+        return ctx.cache[key]
+    return remember(ctx, key, read())
+
+
+# -- resource group -------------------------------------------------------------------------------------
+def resource_group_url(ctx: RunContext) -> str:
+    return (f"{ctx.profile.arm_endpoint}/subscriptions/{ctx.profile.subscription_id}"
+            f"/resourcegroups/{ctx.site.resource_group}")
+
+
+def resource_group(ctx: RunContext, *, fresh: bool = False) -> dict | None:
+    """The resource group's ARM document, or None."""
+    def read() -> dict | None:
+        response = ctx.clients.arm_session().get(resource_group_url(ctx), params={"api-version": GROUP_API_VERSION},
+                                                 timeout=60)
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        return response.json()
+
+    return _cached(ctx, "group", read, fresh=fresh)
+
+
+# -- the cloud registry and its parts --------------------------------------------------------------------
+def registry(ctx: RunContext, *, fresh: bool = False) -> Any:
+    """The cloud registry, or None."""
+    site = ctx.site
+    return _cached(ctx, "registry", lambda: get_or_none(lambda: ctx.clients.acr.registries.get(
+        site.resource_group, site.registry.name)), fresh=fresh)
+
+
+def ready_registry(ctx: RunContext, *, required: bool = True) -> Any:
+    """The registry, which must be Premium with its dedicated data endpoint. Missing: None when not
+    `required` (plan mode, before the endpoint step ran), else PreconditionFailed."""
+    found = registry(ctx)
+    name, rg = ctx.site.registry.name, ctx.site.resource_group
+    if found is None:
+        if not required:
+            return None
+        raise PreconditionFailed("registry", f"registry '{name}' does not exist in resource group '{rg}'; "
+                                             "run the endpoint step first")
+    if required and (text(found.sku.name) != "Premium" or not found.data_endpoint_enabled):
+        raise PreconditionFailed("registry", f"registry '{name}' must be Premium with its dedicated data endpoint "
+                                             "enabled; run the endpoint step first")
+    return found
+
+
+def connected_registry(ctx: RunContext, name: str | None = None) -> Any:
+    """A connected registry of the site's registry (by default the site's own), read fresh."""
+    site = ctx.site
+    return get_or_none(lambda: ctx.clients.acr.connected_registries.get(
+        site.resource_group, site.registry.name, name or site.connected_registry.name))
+
+
+def connected_registries(ctx: RunContext) -> list:
+    return list(ctx.clients.acr.connected_registries.list(ctx.site.resource_group, ctx.site.registry.name))
+
+
+def token(ctx: RunContext, name: str) -> Any:
+    return get_or_none(lambda: ctx.clients.acr.tokens.get(ctx.site.resource_group, ctx.site.registry.name, name))
+
+
+def tokens(ctx: RunContext) -> list:
+    return list(ctx.clients.acr.tokens.list(ctx.site.resource_group, ctx.site.registry.name))
+
+
+def scope_map(ctx: RunContext, name: str) -> Any:
+    return get_or_none(lambda: ctx.clients.acr.scope_maps.get(ctx.site.resource_group, ctx.site.registry.name, name))
+
+
+def token_password(found_token: Any, slot: str = names.PASSWORD_SLOT) -> Any:
+    """A token's password entry by slot (creation time and expiry; Azure never shows the value again)."""
+    passwords = (found_token.credentials.passwords if found_token.credentials else None) or []
+    return next((p for p in passwords if text(p.name) == slot), None)
+
+
+# -- the IoT hub ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class HubAccess:
+    """What later steps need from the hub: its id, name and host, and the owner connection string."""
+
+    id: str
+    name: str
+    host_name: str
+    connection_string: str = field(repr=False)
+
+
+def hub(ctx: RunContext, *, fresh: bool = False) -> Any:
+    """The IoT hub's ARM description, or None."""
+    return _cached(ctx, "hub", lambda: get_or_none(lambda: ctx.clients.hubs.iot_hub_resource.get(
+        ctx.site.resource_group, ctx.site.hub.name)), fresh=fresh)
+
+
+def hub_access(ctx: RunContext, *, required: bool = True) -> HubAccess | None:
+    """The hub and its owner connection string (listKeys once per process). Missing: None when not
+    `required` (plan mode), else PreconditionFailed."""
+    cached = ctx.cache.get("hub_access")
+    if isinstance(cached, HubAccess):
+        return cached
+    found = hub(ctx)
+    if found is None:
+        if required:
+            raise PreconditionFailed("hub.name", f"IoT hub '{ctx.site.hub.name}' does not exist in resource group "
+                                                 f"'{ctx.site.resource_group}'; run the hub step first")
+        return None
+    key = ctx.clients.hubs.iot_hub_resource.get_keys_for_key_name(ctx.site.resource_group, found.name,
+                                                                 names.HUB_OWNER_POLICY)
+    host = found.properties.host_name
+    connection_string = f"HostName={host};SharedAccessKeyName={key.key_name};SharedAccessKey={key.primary_key}"
+    MASKER.register(key.primary_key)
+    MASKER.register(connection_string)
+    access = HubAccess(found.id, found.name, host, connection_string)
+    remember(ctx, "hub_access", access)
+    return access
+
+
+def device_identity(manager: Any, device_id: str) -> Any:
+    """An IoT Hub device identity through a registry manager, or None."""
+    return get_or_none(lambda: manager.get_device(device_id))
+
+
+# -- plans blocked on an earlier step ---------------------------------------------------------------------
+def or_blocker(read: Callable[[], T]) -> tuple[T | None, PreconditionFailed | None]:
+    """`read()` and None, or None and the PreconditionFailed it raised: a planner foresees what it can
+    while an earlier step's resource is missing, and its plan is blocked by that error."""
+    try:
+        return read(), None
+    except PreconditionFailed as exc:
+        return None, exc
+
+
+def device_ids(ctx: RunContext, hub: HubAccess) -> list[str]:
+    """The ids of every device identity in the hub (teardown's check that no one else uses it)."""
+    return [d.device_id for d in ctx.clients.registry_manager(hub.connection_string).get_devices()]

@@ -1,0 +1,81 @@
+"""Provisioned edge devices, as the sandbox keeps them.
+
+A record holds what a real device keeps in /etc/aziot/config.toml (its connection string), the
+port of its device endpoint, and what it last applied. It is keyed under its hub, so deleting the
+hub deletes it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import TYPE_CHECKING
+
+from ..core.errors import SandboxError
+from ..iothub_service.urls import ROUTER as HUB_SERVICE_API
+
+if TYPE_CHECKING:
+    from ..runtime import Sandbox
+
+EDGE_DEVICE = "edge.device"
+# The role of a device endpoint's listener on the registry data plane's router.
+ENDPOINT_ROLE = "device"
+
+
+def parse_connection_string(text: str, *, required: tuple[str, ...]) -> dict[str, str]:
+    """'A=1;B=2' -> {'A': '1', 'B': '2'}; values may contain '=' (base64 keys do)."""
+    parts = {}
+    for item in text.strip().split(";"):
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SandboxError(400, "InvalidConnectionString", f"'{key}' is not a Key=Value pair")
+        parts[key.strip()] = value.strip()
+    missing = [k for k in required if not parts.get(k)]
+    if missing:
+        raise SandboxError(400, "InvalidConnectionString", f"the connection string lacks {', '.join(missing)}")
+    return parts
+
+
+def hub_for_host(sandbox: Sandbox, host_name: str) -> str | None:
+    """The hub id whose service API answers at host_name (127.0.0.1:<port>)."""
+    host, _, port = host_name.rpartition(":")
+    if host not in ("127.0.0.1", "localhost") or not port.isdigit():
+        return None
+    listener = sandbox.hosts.get(int(port))
+    return listener.key if listener and listener.router.spec is HUB_SERVICE_API else None
+
+
+def device_record_key(hub_id: str, device_id: str) -> str:
+    return f"{hub_id}/edge/{device_id}".lower()
+
+
+def provision(sandbox: Sandbox, connection_string: str) -> dict:
+    """Configure a simulated device with its connection string, as `iotedge config mp` does.
+
+    Only the string's shape is checked here; whether the hub accepts it is found out when the
+    device connects, as on a real device.
+    """
+    parts = parse_connection_string(connection_string, required=("HostName", "DeviceId", "SharedAccessKey"))
+    try:
+        base64.b64decode(parts["SharedAccessKey"], validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise SandboxError(400, "InvalidConnectionString", "SharedAccessKey is not base64") from exc
+    hub_id = hub_for_host(sandbox, parts["HostName"])
+    key = device_record_key(hub_id or parts["HostName"], parts["DeviceId"])
+    record = sandbox.store.get(key) or {"deviceId": parts["DeviceId"], "endpointPort": None}
+    record.update(hostName=parts["HostName"], hubId=hub_id, connectionString=connection_string, key=key)
+    sandbox.store.put(key, EDGE_DEVICE, record, parent=hub_id)
+    return record
+
+
+def records(sandbox: Sandbox) -> list[dict]:
+    return sandbox.store.by_type(EDGE_DEVICE)
+
+
+def public_view(record: dict, runtime_state: dict | None) -> dict:
+    """What the admin API shows of a device: never its connection string."""
+    view = {"deviceId": record["deviceId"], "hostName": record["hostName"],
+            "endpoint": f"127.0.0.1:{record['endpointPort']}" if record.get("endpointPort") else None}
+    return view | (runtime_state or {})

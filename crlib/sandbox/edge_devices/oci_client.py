@@ -1,0 +1,188 @@
+"""How a device talks to registries: python-dxf (a maintained OCI client), run in worker threads.
+
+The device and the registries it pulls from live in one process; the pulls still go over HTTPS
+through the registries' token auth, so a wrong password or a closed endpoint fails here the way
+it fails on a real device. Blob bytes land in the shared blob store; recording what a namespace
+holds is left to the caller, on the event loop, where the store is safe to use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+
+import requests
+from dxf import DXF, DXFBase
+from dxf import exceptions as dxf_errors
+
+from ..registry_dataplane.models import INDEX_MANIFESTS
+from ..registry_dataplane.storage import BlobStore
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str | None = None
+    password: str | None = None
+
+
+class PullError(Exception):
+    """Why an image could not be pulled or pushed, in the words a device would log."""
+
+
+@dataclass
+class PulledManifest:
+    digest: str
+    media_type: str
+    body: bytes
+    blobs: list[tuple[str, int]]  # (digest, size) of config and layers
+    children: list[PulledManifest]
+
+
+def _client(host: str, repository: str, credentials: Credentials, ca_bundle: str) -> DXF:
+    def authenticate(dxf: DXFBase, response: requests.Response) -> None:
+        dxf.authenticate(credentials.username, credentials.password, response=response)
+
+    return DXF(host, repository, auth=authenticate, tlsverify=ca_bundle, timeout=30)
+
+
+def _check_credentials(host: str, credentials: Credentials, ca_bundle: str) -> None:
+    """The challenge and token exchange done by hand, to keep the registry's reason for a refusal
+    (python-dxf raises a bare DXFUnauthorizedError and drops the response)."""
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = ca_bundle
+    try:
+        challenge = session.get(f"https://{host}/v2/", timeout=30)
+        if challenge.status_code != 401:
+            return
+        params = dict(re.findall(r'(\w+)="([^"]*)"', challenge.headers.get("WWW-Authenticate", "")))
+        response = session.get(params.get("realm", f"https://{host}/oauth2/token"), timeout=30,
+                               params={"service": params.get("service", host), "scope": "registry:catalog:*"},
+                               auth=(credentials.username or "", credentials.password or ""))
+    except requests.RequestException as exc:
+        raise PullError(describe(exc, host)) from exc
+    if response.status_code != 200:
+        try:
+            reason = response.json()["errors"][0]["message"]
+        except (ValueError, KeyError, IndexError):
+            reason = f"status {response.status_code}"
+        raise PullError(f"unauthorized: {reason}")
+
+
+async def check_credentials(host: str, credentials: Credentials, *, ca_bundle: str) -> None:
+    """Sign in to a registry's token endpoint, as a connected registry does before activating."""
+    await asyncio.to_thread(_check_credentials, host, credentials, ca_bundle)
+
+
+def describe(exc: Exception, host: str) -> str:
+    if isinstance(exc, dxf_errors.DXFUnauthorizedError) or (
+            isinstance(exc, requests.HTTPError) and exc.response is not None and exc.response.status_code == 401):
+        detail = ""
+        if isinstance(exc, requests.HTTPError) and exc.response is not None:
+            try:
+                detail = ": " + exc.response.json()["errors"][0]["message"]
+            except (ValueError, KeyError, IndexError):
+                detail = ""
+        return f"unauthorized: authentication required at {host}{detail}"
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
+        try:
+            error = exc.response.json()["errors"][0]
+            return f"{error['code'].lower()}: {error['message']}"
+        except (ValueError, KeyError, IndexError):
+            return f"{exc.response.status_code} from {host}"
+    if isinstance(exc, requests.ConnectionError):
+        return f"could not connect to {host}: connection refused or host unreachable"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _pull_manifest(client: DXF, blobs: BlobStore, reference: str, *, fetch_blobs: bool) -> PulledManifest:
+    text, response = client.get_manifest_and_response(reference)
+    body = text.encode()
+    digest = response.headers.get("Docker-Content-Digest") or blobs.put_bytes(body)
+    parsed = json.loads(body)
+    media_type = (response.headers.get("Content-Type") or parsed.get("mediaType", "")).split(";")[0]
+    if media_type in INDEX_MANIFESTS:
+        children = [_pull_manifest(client, blobs, m["digest"], fetch_blobs=fetch_blobs)
+                    for m in parsed.get("manifests", [])]
+        return PulledManifest(digest, media_type, body, [], children)
+    wanted = [parsed["config"], *parsed.get("layers", [])]
+    pulled = []
+    for descriptor in wanted:
+        blob_digest = descriptor["digest"]
+        if fetch_blobs and not blobs.exists(blob_digest):
+            # dxf verifies the digest as the last chunk arrives; the store checks it again.
+            blobs.write_chunks(client.pull_blob(blob_digest, chunk_size=1024 * 1024), blob_digest)
+        elif not fetch_blobs:
+            for _ in client.pull_blob(blob_digest, chunk_size=1024 * 1024):
+                pass
+        pulled.append((blob_digest, descriptor.get("size", 0)))
+    return PulledManifest(digest, media_type, body, pulled, [])
+
+
+def _pull(host: str, repository: str, reference: str, credentials: Credentials, ca_bundle: str,
+          blobs: BlobStore, fetch_blobs: bool) -> PulledManifest:
+    try:
+        return _pull_manifest(_client(host, repository, credentials, ca_bundle), blobs, reference,
+                              fetch_blobs=fetch_blobs)
+    except (requests.RequestException, dxf_errors.DXFError) as exc:
+        raise PullError(describe(exc, host)) from exc
+
+
+async def pull(host: str, repository: str, reference: str, credentials: Credentials, *, ca_bundle: str,
+               blobs: BlobStore, keep: bool) -> PulledManifest:
+    """Pull an image; with keep, its blobs are stored so a namespace can link them."""
+    return await asyncio.to_thread(_pull, host, repository, reference, credentials, ca_bundle, blobs, keep)
+
+
+def _tags(host: str, repository: str, credentials: Credentials, ca_bundle: str) -> list[str]:
+    try:
+        return list(_client(host, repository, credentials, ca_bundle).list_aliases())
+    except requests.HTTPError as exc:
+        if exc.response is not None and exc.response.status_code == 404:
+            return []
+        raise PullError(describe(exc, host)) from exc
+    except (requests.RequestException, dxf_errors.DXFError) as exc:
+        raise PullError(describe(exc, host)) from exc
+
+
+async def tags(host: str, repository: str, credentials: Credentials, *, ca_bundle: str) -> list[str]:
+    return await asyncio.to_thread(_tags, host, repository, credentials, ca_bundle)
+
+
+def _digest_of(host: str, repository: str, tag: str, credentials: Credentials, ca_bundle: str) -> str | None:
+    try:
+        _, response = _client(host, repository, credentials, ca_bundle).head_manifest_and_response(tag)
+        return response.headers.get("Docker-Content-Digest")
+    except requests.HTTPError as exc:
+        if exc.response is not None and exc.response.status_code == 404:
+            return None
+        raise PullError(describe(exc, host)) from exc
+    except (requests.RequestException, dxf_errors.DXFError) as exc:
+        raise PullError(describe(exc, host)) from exc
+
+
+async def digest_of(host: str, repository: str, tag: str, credentials: Credentials, *, ca_bundle: str) -> str | None:
+    return await asyncio.to_thread(_digest_of, host, repository, tag, credentials, ca_bundle)
+
+
+def _push(host: str, repository: str, tag: str, manifests: list[tuple[bytes, list[str]]], credentials: Credentials,
+          ca_bundle: str, blobs: BlobStore) -> None:
+    """Push blobs then manifests (children first, the tagged one last)."""
+    client = _client(host, repository, credentials, ca_bundle)
+    try:
+        for index, (body, blob_digests) in enumerate(manifests):
+            for digest in blob_digests:
+                client.push_blob(filename=str(blobs.path(digest)), digest=digest)
+            last = index == len(manifests) - 1
+            reference = tag if last else "sha256:" + hashlib.sha256(body).hexdigest()
+            client.set_manifest(reference, body.decode())
+    except (requests.RequestException, dxf_errors.DXFError) as exc:
+        raise PullError(describe(exc, host)) from exc
+
+
+async def push(host: str, repository: str, tag: str, manifests: list[tuple[bytes, list[str]]],
+               credentials: Credentials, *, ca_bundle: str, blobs: BlobStore) -> None:
+    await asyncio.to_thread(_push, host, repository, tag, manifests, credentials, ca_bundle, blobs)

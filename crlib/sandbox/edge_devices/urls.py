@@ -1,0 +1,9 @@
+"""Admin routes for simulated devices, on the main port (no ARM token: the sandbox's own API)."""
+
+from . import responses
+
+URLS = [
+    ("POST", "/_sandbox/edge/devices", responses.provision),
+    ("GET", "/_sandbox/edge/devices", responses.list_devices),
+    ("POST", "/_sandbox/devices/offline", responses.device_offline, False),
+]
