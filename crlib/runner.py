@@ -21,9 +21,12 @@ import time
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import __version__, archive, bundled, runbook
 from .errors import CrlibError, ParameterError
+from .fast_imports import without_format_grammars
+from .kernels import KERNEL_NAME, KernelAhead
 from .params import load_file
 from .secrets import MASKER
 
@@ -68,7 +71,8 @@ def _failing_step(events: list[dict], phase: runbook.Phase, cell: str | None) ->
 
 def _check_parameters(source: Path, phase: runbook.Phase, parameters: dict) -> None:
     """papermill only warns about parameters a notebook does not declare; refuse them here."""
-    import papermill
+    with without_format_grammars():
+        import papermill
 
     declared = set(papermill.inspect_notebook(str(source)))
     unknown = sorted(set(parameters) - declared)
@@ -77,11 +81,13 @@ def _check_parameters(source: Path, phase: runbook.Phase, parameters: dict) -> N
 
 
 def execute(phase: runbook.Phase, run_dir: Path, parameters: dict, *, notebooks_dir: Path,
-            cell_timeout: float | None) -> Outcome:
-    """Run one notebook with papermill into the run folder's partial area; say how it ended."""
-    import papermill
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
-    from papermill.exceptions import PapermillExecutionError
+            cell_timeout: float | None, kernel: Any = None) -> Outcome:
+    """Run one notebook with papermill into the run folder's partial area; say how it ended.
+    `kernel`: a started kernel manager to run it on (crlib.kernels), shut down afterwards."""
+    with without_format_grammars():
+        import papermill
+        from nbclient.exceptions import CellTimeoutError, DeadKernelError
+        from papermill.exceptions import PapermillExecutionError
 
     source = notebooks_dir / f"{phase.notebook}.ipynb"
     partial = run_dir / PARTIAL
@@ -92,9 +98,13 @@ def execute(phase: runbook.Phase, run_dir: Path, parameters: dict, *, notebooks_
     _check_parameters(source, phase, values)
     outcome = Outcome("completed")
     try:
+        # No save after every cell (an nbformat validation each, ~0.15 s a notebook): papermill still
+        # saves at the start, every 30 s of a long cell, and at the end, also after an error, a
+        # timeout or a dead kernel; the steps' own events say how far a notebook got.
         papermill.execute_notebook(str(source), str(partial / f"{phase.notebook}.ipynb"), parameters=values,
-                                   cwd=str(run_dir), kernel_name="python3", progress_bar=False, log_output=False,
-                                   execution_timeout=cell_timeout, request_save_on_cell_execute=True)
+                                   cwd=str(run_dir), kernel_name=KERNEL_NAME, progress_bar=False, log_output=False,
+                                   execution_timeout=cell_timeout, request_save_on_cell_execute=False,
+                                   **({"km": kernel} if kernel is not None else {}))
     except PapermillExecutionError as exc:
         first_line = next((line for line in (exc.source or "").splitlines() if line.strip()), None)
         outcome = Outcome("failed", "error", f"{exc.ename}: {exc.evalue}", cell=first_line)
@@ -104,6 +114,9 @@ def execute(phase: runbook.Phase, run_dir: Path, parameters: dict, *, notebooks_
         outcome = Outcome("failed", "dead kernel", str(exc).splitlines()[0] if str(exc) else "the kernel died")
     except RuntimeError as exc:  # the kernel did not start
         outcome = Outcome("failed", "kernel start", str(exc))
+    finally:
+        if kernel is not None:
+            KernelAhead.stop(kernel)
     outcome.events = _read_events(events_path)
     if outcome.status == "failed":
         outcome.step = _failing_step(outcome.events, phase, outcome.cell)
@@ -195,16 +208,20 @@ class Run:
             self._save()
             parameters = {"params_file": "parameters.yaml", "interactive": False,
                           "confirm": not self.record["plan_only"], "plan_only": self.record["plan_only"]}
+            kernels = self._kernels = KernelAhead(self.dir)
             with tqdm(pending, desc="crlib run", unit="notebook", disable=not progress) as bar:
-                for phase in bar:
+                for index, phase in enumerate(bar):
                     current = phase
                     bar.set_postfix_str(phase.notebook)
                     source = notebooks_dir / f"{phase.notebook}.ipynb"
                     entry = next(n for n in self.record["notebooks"] if n["name"] == phase.notebook)
                     entry.update(source_sha256=archive.sha256_file(source), status="running", started=_utc())
                     began = time.monotonic()
+                    kernel = kernels.take(phase.steps)
+                    if index + 1 < len(pending):
+                        kernels.start_next(pending[index + 1].steps)  # starts and warms up while this one runs
                     outcome = execute(phase, self.dir, parameters, notebooks_dir=notebooks_dir,
-                                      cell_timeout=cell_timeout)
+                                      cell_timeout=cell_timeout, kernel=kernel)
                     seen |= self.known_secrets()
                     self._archive_notebook(phase, outcome, seen, source, attempt=len(self.record["attempts"]))
                     entry.update(status=outcome.status, duration_s=round(time.monotonic() - began, 2))
@@ -215,6 +232,7 @@ class Run:
                         break
                     self._save(seen)
         except (Exception, KeyboardInterrupt) as exc:
+            self._stop_kernels()
             self._failed_outside_notebooks(exc, current)
             self.record["status"] = "failed"
             attempt.update(finished=_utc(), status="failed")
@@ -222,10 +240,16 @@ class Run:
             if isinstance(exc, KeyboardInterrupt):
                 raise
             return self.record
+        self._stop_kernels()
         self.record["status"] = "failed" if self.record["failed"] else "succeeded"
         attempt.update(finished=_utc(), status=self.record["status"])
         self._finish(seen)
         return self.record
+
+    def _stop_kernels(self) -> None:
+        kernels = getattr(self, "_kernels", None)
+        if kernels is not None:
+            kernels.finish()
 
     def _failed_outside_notebooks(self, exc: BaseException, phase: runbook.Phase | None) -> None:
         """Record a failure the notebooks did not report: before the first one ran (the notebooks

@@ -23,12 +23,12 @@ from __future__ import annotations
 import functools
 import json
 import re
-import sys
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from ..azure import names, readers
 from ..errors import ManifestInvalid, PreconditionFailed
+from ..fast_imports import without_format_grammars
 from ..secrets import MASKER
 
 if TYPE_CHECKING:
@@ -140,25 +140,16 @@ def module_names(manifest: dict) -> list[str]:
 
 
 # -- validation ----------------------------------------------------------------------------------
-def _import_validator() -> type[Draft4Validator]:
-    # jsonschema imports every optional format checker installed; rfc3987-syntax (which JupyterLab's
-    # jupyter-events pulls in) compiles its grammars at import, about 4 s. crlib checks no formats,
-    # so that one import is refused while jsonschema loads (only when nothing imported either yet).
-    hidden = "jsonschema" not in sys.modules and "rfc3987_syntax" not in sys.modules
-    if hidden:
-        sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment]  # None: "import fails"
-    try:
+def import_validator() -> type[Draft4Validator]:
+    with without_format_grammars():  # crlib checks no formats (crlib.fast_imports says why)
         from jsonschema import Draft4Validator
-    finally:
-        if hidden:
-            del sys.modules["rfc3987_syntax"]
     return Draft4Validator
 
 
 @functools.cache
 def _validator(schema_file: str) -> Draft4Validator:
     schema = json.loads(resources.files("crlib").joinpath("schemas", schema_file).read_text())
-    return _import_validator()(schema)
+    return import_validator()(schema)
 
 
 def _create_options(settings: dict) -> str:

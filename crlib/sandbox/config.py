@@ -9,6 +9,8 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+RUNTIME_FILE = "runtime.json"  # what a running sandbox writes about itself (read by control)
+
 STATE_DIR_ENV = "CRLIB_SANDBOX_DIR"
 
 # Server-side duration, in seconds, of each long-running-operation kind.

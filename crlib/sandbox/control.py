@@ -13,8 +13,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from .config import default_state_dir
-from .runtime import RUNTIME_FILE
+from .config import RUNTIME_FILE, default_state_dir
 
 
 class SandboxNotRunning(RuntimeError):

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from . import tls
 from .clock import Clock
-from .config import SandboxSettings
+from .config import RUNTIME_FILE, SandboxSettings
 from .core.arm import ARM, OPEN
 from .core.http import Router, RouterSpec
 from .core.lro import Operations
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
     from .core.service import Service
     from .edge_devices.fleet import EdgeRuntime
 
-RUNTIME_FILE = "runtime.json"
 DEFAULT_LOCATION = "westus"
 
 

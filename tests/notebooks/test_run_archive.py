@@ -54,6 +54,18 @@ def test_the_whole_runbook_runs_headless_and_every_step_is_ok(lifecycle):
     assert checks["status"] == "created"  # a pushed image
 
 
+def test_kernels_started_ahead_leave_no_trace_in_the_notebooks(lifecycle):
+    """Notebooks 01-06 ran on kernels started (and warmed up) while the one before ran; their
+    records read as if each had started cold: executions counted from 1, no extra output."""
+    run = lifecycle["runs"][0]
+    for phase in runbook.DEFAULT_PHASES:
+        notebook = json.loads((run.dir / "notebooks" / f"{phase.notebook}.ipynb").read_text())
+        counts = [c["execution_count"] for c in notebook["cells"] if c["cell_type"] == "code"]
+        assert counts == list(range(1, len(counts) + 1)), (phase.notebook, counts)
+        text = json.dumps(notebook)
+        assert "warm_up" not in text and "crlib.kernels" not in text, phase.notebook
+
+
 def test_run_json_says_who_where_and_what(lifecycle, sandbox):
     record = read_record(lifecycle["runs"][0])
     assert record["tenant"] == sandbox["tenant_id"]

@@ -1,0 +1,102 @@
+"""Kernels started one notebook ahead, for `crlib run`.
+
+A notebook's kernel spends more time starting and importing (ipykernel, then crlib's page API, the
+Azure SDKs and pandas: about a second each on a small machine) than most notebooks spend on their
+steps. While notebook N runs, `KernelAhead` starts the kernel for notebook N+1 in the run folder and
+asks it to import those modules, so the next notebook starts on a warm kernel.
+
+Each notebook still gets a kernel process of its own, started fresh for it. The warm-up runs
+`silent` (no execution count, no history, no output) and binds no name in the kernel's namespace
+(`warm_up` only imports), so the notebook's cells and its archived record are what they would be on a
+cold kernel. papermill hands a given kernel manager to nbclient (`km=`), which then leaves its
+shutdown to us: `finish` shuts every kernel down, the one still waiting included.
+
+Written here because papermill and nbclient start kernels only when a notebook begins; neither has
+a pool or a pre-started kernel of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+KERNEL_NAME = "python3"
+# Binds no name: `__import__` returns the crlib package, whose warm_up() only imports.
+WARM_UP = "__import__('crlib.kernels').kernels.warm_up({steps!r})"
+# Steps whose kernels need more than the page API: the IoT Hub service SDK, the manifest validator.
+_HUB_STEPS = {"hub", "device", "provision", "manifest", "deploy", "rotate", "teardown"}
+_MANIFEST_STEPS = {"manifest", "deploy", "rotate"}
+_READY_TIMEOUT = 60.0
+
+
+def warm_up(steps: tuple[str, ...] = ()) -> None:
+    """Import what a notebook running `steps` uses: the page API (and through it the steps and the
+    ARM SDKs), azure-identity and pandas always; the IoT Hub service SDK and the manifest schema
+    validator only where its steps use them (each costs a few tenths of a second of CPU, which the
+    notebook running meanwhile on the same cores would otherwise wait for)."""
+    import azure.identity
+    import pandas  # noqa: F401
+
+    import crlib.notebook  # noqa: F401
+
+    if _HUB_STEPS & set(steps):
+        import azure.iot.hub  # noqa: F401
+    if _MANIFEST_STEPS & set(steps):
+        from crlib.hosts import iotedge_manifest
+
+        iotedge_manifest.import_validator()
+
+
+class KernelAhead:
+    """One kernel waiting for the next notebook. `take()` gives a started, warmed kernel manager
+    (starting one now if none waits); `start_next()` starts the following one; `finish()` stops
+    whatever is left."""
+
+    def __init__(self, cwd: Path):
+        self._cwd = cwd
+        self._waiting: tuple[Any, Any] | None = None  # (kernel manager, warm-up client)
+
+    def _start(self, steps: tuple[str, ...] = ()) -> tuple[Any, Any]:
+        # nbclient's own kind of manager (async): it polls it for a dead kernel as it polls its own.
+        from jupyter_client.manager import AsyncKernelManager
+        from jupyter_core.utils import run_sync
+
+        manager = AsyncKernelManager(kernel_name=KERNEL_NAME)
+        run_sync(manager.start_kernel)(cwd=str(self._cwd))
+        client = manager.blocking_client()
+        client.start_channels()
+        client.execute(WARM_UP.format(steps=tuple(steps)), silent=True, store_history=False)
+        return manager, client
+
+    def start_next(self, steps: tuple[str, ...] = ()) -> None:
+        """Start the kernel for the next notebook, which runs `steps`."""
+        if self._waiting is None:
+            self._waiting = self._start(steps)
+
+    def take(self, steps: tuple[str, ...] = ()) -> Any:
+        manager, client = self._waiting or self._start(steps)
+        self._waiting = None
+        try:
+            # The warm-up's reply: the imports are done (or failed, which the notebook's own first
+            # cell will then show). Either way the kernel is ready for its notebook.
+            client.get_shell_msg(timeout=_READY_TIMEOUT)
+        except Exception:
+            pass
+        finally:
+            client.stop_channels()
+        return manager
+
+    @staticmethod
+    def stop(manager: Any) -> None:
+        from jupyter_core.utils import run_sync
+
+        with contextlib.suppress(Exception):  # an already dead kernel (killed, crashed) is stopped
+            run_sync(manager.shutdown_kernel)(now=True)
+
+    def finish(self) -> None:
+        if self._waiting is not None:
+            manager, client = self._waiting
+            self._waiting = None
+            client.stop_channels()
+            self.stop(manager)
