@@ -2,7 +2,7 @@
 
 The floor is what papermill itself costs: the same number of notebooks (7), each an EMPTY notebook
 (one code cell, `pass`, kernel python3), executed with papermill.execute_notebook the same way the
-runner does (same kernel, no progress bar, no logged output, no save after each cell). Three repetitions
+runner does (same kernel, no progress bar, no logged output, saved on every cell). Three repetitions
 of the 7 empty runs, two right before the headless run and one right after; the floor is their minimum.
 The step work is the same steps (00-06's) run in-process with `runbook.run(open_context(site))` on a
 site of the same shape in the same sandbox, right after the headless run: the server's and the
@@ -60,7 +60,7 @@ def empty_runs(source: Path, out_dir: Path, count: int) -> list[float]:
         started = time.monotonic()
         papermill.execute_notebook(str(source), str(out_dir / f"empty-{i}.ipynb"), cwd=str(out_dir),
                                    kernel_name="python3", progress_bar=False, log_output=False,
-                                   request_save_on_cell_execute=False)
+                                   request_save_on_cell_execute=True)
         times.append(time.monotonic() - started)
     return times
 

@@ -98,12 +98,11 @@ def execute(phase: runbook.Phase, run_dir: Path, parameters: dict, *, notebooks_
     _check_parameters(source, phase, values)
     outcome = Outcome("completed")
     try:
-        # No save after every cell (an nbformat validation each, ~0.15 s a notebook): papermill still
-        # saves at the start, every 30 s of a long cell, and at the end, also after an error, a
-        # timeout or a dead kernel; the steps' own events say how far a notebook got.
+        # Saved after every cell: a timed-out or killed notebook's record then shows the cell that
+        # was running (the archive marks it failed and the rest "not run").
         papermill.execute_notebook(str(source), str(partial / f"{phase.notebook}.ipynb"), parameters=values,
                                    cwd=str(run_dir), kernel_name=KERNEL_NAME, progress_bar=False, log_output=False,
-                                   execution_timeout=cell_timeout, request_save_on_cell_execute=False,
+                                   execution_timeout=cell_timeout, request_save_on_cell_execute=True,
                                    **({"km": kernel} if kernel is not None else {}))
     except PapermillExecutionError as exc:
         first_line = next((line for line in (exc.source or "").splitlines() if line.strip()), None)
