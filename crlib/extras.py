@@ -11,7 +11,7 @@ from __future__ import annotations
 from types import ModuleType
 
 from .errors import CrlibError
-from .sandbox.cli import EXTRA_MODULES, missing_extra
+from .sandbox.cli import absent_extra, missing_extra
 
 
 class MissingExtra(CrlibError):
@@ -21,11 +21,9 @@ class MissingExtra(CrlibError):
 def sandbox_control(subject: str = "the sandbox") -> ModuleType:
     """`crlib.sandbox.control`; MissingExtra when the sandbox extra is not installed. Asked
     without importing the extra's modules: reading a running sandbox's status needs none of them."""
-    import importlib.util
-
-    absent = next((m for m in sorted(EXTRA_MODULES) if importlib.util.find_spec(m) is None), None)
-    if absent is not None:
-        raise MissingExtra(f"{subject} {missing_extra(ModuleNotFoundError(name=absent))}")
+    why = absent_extra()
+    if why is not None:
+        raise MissingExtra(f"{subject} {why}")
     try:
         from .sandbox import control
     except ModuleNotFoundError as exc:

@@ -135,15 +135,22 @@ async def _serve(args: argparse.Namespace) -> None:
     await sandbox.stop()
 
 
+def absent_extra() -> str | None:
+    """Why the sandbox cannot run, when a module of its extra is not installed (asked without
+    importing any: reading a sandbox's status needs none of them)."""
+    import importlib.util
+
+    absent = next((m for m in sorted(EXTRA_MODULES) if importlib.util.find_spec(m) is None), None)
+    return missing_extra(ModuleNotFoundError(name=absent)) if absent else None
+
+
 def run(args: argparse.Namespace) -> int:
-    try:
-        from . import control
-    except ModuleNotFoundError as exc:
-        why = missing_extra(exc)
-        if why is None:
-            raise
+    why = absent_extra()
+    if why is not None:
         print(f"crlib sandbox {why}", file=sys.stderr)
         return 2
+    from . import control
+
     command = args.sandbox_command
     if command == "serve":
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")

@@ -184,8 +184,8 @@ def test_06_checks_pull_and_refused_push(page, lab, lab_site, artifacts):
     assert all(row["source"] in ("parameter file", "notebook") for row in values.values()), values
 
     plan = table(nb.run("page.plan()"))
-    assert [row["step"] for row in plan] == ["checks"]
-    assert "expecting a refusal" in plan[0]["change"], plan
+    assert [row["step"] for row in plan] == ["checks", "checks"]  # > run: the pull, then the push
+    assert "expecting a refusal" in plan[1]["change"], plan
 
     applied = confirm_and_apply(nb)
     results = table(applied)
