@@ -120,6 +120,13 @@ def results_table(results: list[StepResult]) -> pd.DataFrame:
                   ["step", "status", "duration_s", "changes", "resource_ids", "secrets"])
 
 
+def _resource_changes(planned: list[StepResult]) -> list[tuple[str, str, str, str, str]]:
+    """What a plan would do to resources: its creates, updates and deletes with their fields. Runs
+    (a pull, a push with a fresh tag, a wait) are operations, and are made anew by every plan."""
+    return [(r.step, c["action"], c["kind"], c["name"], json.dumps(c["fields"], sort_keys=True))
+            for r in planned for c in r.plan if c["action"] != "run"]
+
+
 def plan_table(planned: list[StepResult]) -> pd.DataFrame:
     """One row per change: step, status, the action's symbol (+ create, ~ update, - delete,
     > run), the resource, the change as a line, and its fields old -> new."""
@@ -269,10 +276,9 @@ class Page:
         again; if that plan differs from the one confirmed, the button must be pressed again."""
         if self.values["confirm"] or self.planned is None:
             return self.plans
-        shown = {r.step: r.changes for r in self.planned}
         fresh: dict = {}
         now = runbook.run(self.context, plan=True, only=self.phase.steps, options=self._step_options(), plans=fresh)
-        if {r.step: r.changes for r in now} != shown:
+        if _resource_changes(now) != _resource_changes(self.planned):
             self.planned, self.plans = now, fresh
             if self._confirm_button is not None:
                 self._confirm_button.value = False
