@@ -46,9 +46,6 @@ class FieldChange:
     old: object = None
     new: object = None
 
-    def __str__(self) -> str:
-        return f"{self.name}: {_shown(self.old)} -> {_shown(self.new)}"
-
 
 def _shown(value: object) -> str:
     if value is None:
