@@ -79,12 +79,46 @@ class Hub(_Model):
     sku: Literal["F1", "B1", "B2", "B3", "S1", "S2", "S3"] = "S1"
     capacity: int = Field(1, ge=1, le=200)
     reuse: Bool = Field(False, description="true: the hub must exist already; false: create it when missing")
+    disable_local_auth: Bool = Field(False, description="true: the hub refuses its shared access policies; crlib "
+                                                        "reaches it with Entra ID (IoT Hub Data Contributor)")
+
+
+# IoT Edge runtime (aziot-edge) -> the edgeAgent/edgeHub/diagnostics versions Microsoft supports
+# with it: the modules' major.minor is the runtime's (IoT Edge docs, "version-history" and
+# "how-to-update-iot-edge": update the runtime modules to the same version as the runtime).
+IOTEDGE_MODULE_VERSIONS = {"1.5": "1.5"}
+_HOST_PORT = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$")
 
 
 class Device(_Model):
     id: str = Field(pattern=r"^[A-Za-z0-9\-:.+%_#*?!(),=@$']{1,128}$")
     host_os: Literal["ubuntu22.04", "ubuntu24.04"] = "ubuntu22.04"
+    iotedge_version: Literal["1.5"] = Field("1.5", description="the IoT Edge runtime the host provisioning script "
+                                                               "installs")
     parent_device: str | None = None
+    address: str | None = Field(None, description="host[:port] of the device's API proxy, as reachable from "
+                                                  "where the checks run (the sandbox fills it in)")
+    ca_cert: str | None = Field(None, description="PEM file of the device's IoT Edge root CA, which the checks "
+                                                  "trust for the device (the sandbox fills it in)")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None and not _HOST_PORT.match(value):
+            raise ValueError(f"'{value}' is not host[:port]")
+        return value
+
+    @field_validator("ca_cert")
+    @classmethod
+    def _ca_cert(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise ValueError(f"'{value}' is not a file")
+        if b"-----BEGIN CERTIFICATE-----" not in path.read_bytes()[:1 << 20]:
+            raise ValueError(f"'{value}' holds no PEM certificate")
+        return str(path)
 
 
 class Registry(_Model):
@@ -102,10 +136,10 @@ class Registry(_Model):
 class Images(_Model):
     source_registry: str = Field("mcr.microsoft.com", pattern=r"^[a-z0-9.-]+(:\d+)?$")
     connected_registry: str = "acr/connected-registry:0.8.0"
-    edge_agent: str = "azureiotedge-agent:1.2.4"
-    edge_hub: str = "azureiotedge-hub:1.2.4"
+    edge_agent: str = "azureiotedge-agent:1.5"
+    edge_hub: str = "azureiotedge-hub:1.5"
     api_proxy: str = "azureiotedge-api-proxy:1.1.2"
-    diagnostics: str = "azureiotedge-diagnostics:1.2.4"
+    diagnostics: str = "azureiotedge-diagnostics:1.5"
 
     @field_validator("connected_registry", "edge_agent", "edge_hub", "api_proxy", "diagnostics")
     @classmethod
@@ -242,6 +276,8 @@ class ClientAccess(_Model):
 
 
 class Checks(_Model):
+    mode: Literal["remote", "on-device"] = Field("remote", description="remote: crlib runs the checks against "
+                                                 "device.address; on-device: crlib writes a script to run there")
     pull_image: str = "hello-world:latest"
     push_repository: str = "hello-world"
     client_token: str | None = Field(None, description="client token used for the checks (default: the first)")
@@ -283,6 +319,7 @@ class Site(_Model):
             raise ValueError("secrets.vault_url: is required when secrets.store is keyvault and target.kind is azure")
         if self.checks.client_token and self.checks.client_token not in {t.name for t in self.client_access.tokens}:
             raise ValueError(f"checks.client_token: '{self.checks.client_token}' is not one of client_access.tokens")
+        self._runtime_matches_modules()
         cr = self.connected_registry
         if self.checks.pull_image.split(":")[0] not in cr.repositories:
             raise ValueError(f"checks.pull_image: '{self.checks.pull_image}' is not in connected_registry.repositories")
@@ -290,6 +327,17 @@ class Site(_Model):
             raise ValueError(f"checks.push_repository: '{self.checks.push_repository}' is not in "
                              "connected_registry.repositories")
         return self
+
+
+    def _runtime_matches_modules(self) -> None:
+        runtime = self.device.iotedge_version
+        wanted = IOTEDGE_MODULE_VERSIONS[runtime]
+        for field in ("edge_agent", "edge_hub", "diagnostics"):
+            image = getattr(self.images, field)
+            tag = image.rsplit(":", 1)[1]
+            if tag != wanted and not tag.startswith(wanted + "."):
+                raise ValueError(f"images.{field}: '{image}' does not run with device.iotedge_version {runtime}; "
+                                 f"Microsoft supports {wanted}.x modules with the IoT Edge {runtime} runtime")
 
 
 def _field_of(error: ErrorDetails) -> str:
