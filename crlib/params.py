@@ -100,8 +100,10 @@ class Device(_Model):
                                                   "where the checks run (the sandbox fills it in)")
     ca_cert: str | None = Field(None, description="PEM file of the device's IoT Edge root CA, which the checks "
                                                   "trust for the device (the sandbox fills it in)")
+    parent_address: str | None = Field(None, description="host[:port] of the parent device's API proxy, as this "
+                                                         "device reaches it (nested devices; the sandbox fills it in)")
 
-    @field_validator("address")
+    @field_validator("address", "parent_address")
     @classmethod
     def _address(cls, value: str | None) -> str | None:
         if value is not None and not _HOST_PORT.match(value):

@@ -9,7 +9,7 @@ endpoints, hubs and gateways always come from service responses, never from thes
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import retries
 from .errors import ParameterError, PreconditionFailed
@@ -17,6 +17,7 @@ from .extras import sandbox_control
 from .params import Site
 
 if TYPE_CHECKING:
+    import requests
     from azure.core.credentials import TokenCredential
     from azure.mgmt.containerregistry import ContainerRegistryManagementClient
     from azure.mgmt.iothub import IotHubClient
@@ -30,6 +31,16 @@ CLOUDS = {
 
 # Public registries the sandbox's image source stands in for.
 PUBLIC_REGISTRIES = ("mcr.microsoft.com", "docker.io", "registry-1.docker.io", "registry.hub.docker.com")
+
+
+@dataclass(frozen=True)
+class DeviceAccess:
+    """Where the checks reach the device's API proxy (host[:port]) and the CA file they trust it
+    with (None: the profile's). The operator knows both because they provisioned the host."""
+
+    address: str
+    ca_cert: str | None
+    source: str  # "parameters", or the profile that filled them in ("sandbox")
 
 
 class DeviceProvisioner(Protocol):
@@ -78,6 +89,40 @@ class TargetProfile:
     def credential_scopes(self) -> list[str]:
         return [f"{self.arm_endpoint}/.default"]
 
+    def device_access(self, site: Site) -> DeviceAccess | None:
+        """The parameters' device.address and device.ca_cert; without an address, what the sandbox
+        knows of its simulated device (None on Azure: only the operator knows a real device).
+        A device the sandbox has not provisioned yet raises PreconditionFailed."""
+        if site.device.address:
+            return DeviceAccess(site.device.address, site.device.ca_cert, "parameters")
+        shown = self._sandbox_device(site.device.id, site.hub.name, "device.id")
+        if shown is None:
+            return None
+        return DeviceAccess(shown["address"], site.device.ca_cert or shown.get("ca_cert"), "sandbox")
+
+    def parent_address(self, site: Site) -> str | None:
+        """A nested device's parent as the device reaches it: device.parent_address, or the
+        sandbox's simulated parent device (None on Azure without the parameter)."""
+        if site.device.parent_address:
+            return site.device.parent_address
+        if site.device.parent_device is None:
+            return None
+        shown = self._sandbox_device(site.device.parent_device, site.hub.name, "device.parent_device")
+        return shown["address"] if shown else None
+
+    def _sandbox_device(self, device_id: str, hub: str, field_name: str) -> dict | None:
+        if self.kind != "sandbox":
+            return None
+        control = sandbox_control("target.kind sandbox")
+        try:
+            shown = control.device_show(self.extra["sandbox"], device_id, hub=hub)
+        except control.DeviceNotFound as exc:
+            raise PreconditionFailed(field_name, f"the sandbox has no device '{device_id}' yet; run the provision "
+                                                 "step first") from exc
+        if not shown.get("address"):
+            raise PreconditionFailed(field_name, f"the sandbox's device '{device_id}' has no address yet")
+        return shown
+
 
 def sandbox_profile(site: Site) -> TargetProfile:
     from azure.identity import ClientSecretCredential
@@ -114,6 +159,37 @@ def profile_for(site: Site) -> TargetProfile:
     return sandbox_profile(site) if site.target.kind == "sandbox" else azure_profile(site)
 
 
+def user_agent() -> str:
+    """What crlib's own requests-based clients (plain sessions, python-dxf) send as User-Agent, so a
+    registry's or proxy's log tells crlib apart (the Azure SDKs send their own `azsdk-python-...`)."""
+    import requests
+
+    from . import __version__
+
+    return f"crlib/{__version__} {requests.utils.default_user_agent()}"
+
+
+def profile_session() -> requests.Session:
+    """A requests session that takes proxies from the environment but keeps its own `verify`.
+
+    With `trust_env` (as requests, azure-core and msrest run by default) requests reads HTTPS_PROXY,
+    NO_PROXY and friends per request and on each redirect. It would also let REQUESTS_CA_BUNDLE or
+    CURL_CA_BUNDLE replace the session's `verify` whenever a request brings none of its own. So the
+    session's `verify` is passed as the request's, which is what azure-core (`connection_verify`) and
+    python-dxf (`tlsverify`) do: a CA bundle the profile names always wins, and only the system store
+    (`True`, real Azure) gives way to the environment's bundle, as it does in every Azure SDK.
+    """
+    import requests
+
+    class ProfileSession(requests.Session):
+        def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any,
+                                       cert: Any) -> Any:
+            return super().merge_environment_settings(url, proxies, stream,
+                                                      self.verify if verify is None else verify, cert)
+
+    return ProfileSession()
+
+
 class Clients:
     """Every Azure client a step needs, built one way for every target."""
 
@@ -144,37 +220,50 @@ class Clients:
         return self._hubs
 
     def _verify(self, manager):
-        # azure-iot-hub is msrest-based: the CA and the retry policy go in its documented settings.
+        # azure-iot-hub is msrest-based: the CA and the retry policy go in its documented settings,
+        # whichever way the manager signs in (SAS from a connection string, or Entra ID tokens).
         manager.protocol.config.connection.verify = self.profile.connection_verify
         retries.configure_msrest(manager.protocol._client)
         return manager
 
-    def registry_manager(self, connection_string: str):
+    def _hub_manager(self, cls, hub):
+        """`cls` (an azure-iot-hub manager) for a `crlib.azure.readers.HubAccess`: its owner connection
+        string, or, for a hub with local auth disabled, the profile's credential (Entra ID tokens for
+        https://iothubs.azure.net, which the SDK asks for)."""
+        if hub.connection_string is None:
+            return self._verify(cls.from_token_credential(hub.host_name, self.profile.credential))
+        return self._verify(cls.from_connection_string(hub.connection_string))
+
+    def registry_manager(self, hub):
+        """An IoTHubRegistryManager for the hub a `HubAccess` describes."""
         from azure.iot.hub import IoTHubRegistryManager
 
-        return self._verify(IoTHubRegistryManager.from_connection_string(connection_string))
+        return self._hub_manager(IoTHubRegistryManager, hub)
 
-    def configuration_manager(self, connection_string: str):
+    def configuration_manager(self, hub):
+        """An IoTHubConfigurationManager for the hub a `HubAccess` describes."""
         from azure.iot.hub import IoTHubConfigurationManager
 
-        return self._verify(IoTHubConfigurationManager.from_connection_string(connection_string))
+        return self._hub_manager(IoTHubConfigurationManager, hub)
 
-    def oci(self, host: str, repository: str, *, username: str | None = None, password: str | None = None):
-        """A python-dxf client for one repository, signing in with a token's name and password."""
+    def oci(self, host: str, repository: str, *, username: str | None = None, password: str | None = None,
+            ca_cert: str | None = None):
+        """A python-dxf client for one repository, signing in with a token's name and password.
+        `ca_cert` replaces the profile's CA (a device's own IoT Edge CA)."""
+        agent = user_agent()
+
         def authenticate(dxf, response):
-            dxf.authenticate(username, password, response=response)
+            dxf.authenticate(username, password, response=response, user_agent=agent)
 
-        return retries.retrying_dxf()(host, repository, auth=authenticate, tlsverify=self.profile.connection_verify,
-                                      timeout=60)
+        return retries.retrying_dxf(agent)(host, repository, auth=authenticate,
+                                           tlsverify=ca_cert or self.profile.connection_verify, timeout=60)
 
     def http_session(self):
         """A requests session for the few calls no SDK covers: the profile's CA, crlib's retries, and
-        no proxy or CA settings from the environment (they would replace the CA per request)."""
-        import requests
-
-        session = retries.mount(requests.Session())
-        session.trust_env = False
+        the environment's proxies (HTTPS_PROXY, NO_PROXY), as the Azure SDKs take them."""
+        session = retries.mount(profile_session())
         session.verify = self.profile.connection_verify
+        session.headers["User-Agent"] = user_agent()
         return session
 
     def arm_session(self):

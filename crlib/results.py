@@ -14,6 +14,7 @@ class Status(enum.StrEnum):
     UNCHANGED = "unchanged"
     PLANNED = "planned"
     DELETED = "deleted"
+    PENDING = "pending"  # done by someone else, later: a script crlib wrote for the device host
 
 
 @dataclass

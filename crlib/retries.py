@@ -33,9 +33,23 @@ BACKOFF_S = 0.2  # the first retry is immediate; then 0.4 s, 0.8 s ... capped be
 BACKOFF_MAX_S = 8
 
 
+class _NoTlsRetry(Retry):
+    """urllib3 counts a failed certificate verification as an "other" error and retries it with
+    backoff; no retry can make an untrusted certificate trusted, so it is raised at once."""
+
+    def increment(self, method: str | None = None, url: str | None = None, response: Any = None,
+                  error: Exception | None = None, _pool: Any = None, _stacktrace: Any = None) -> Self:
+        from urllib3.exceptions import MaxRetryError, SSLError
+
+        if isinstance(error, SSLError):
+            raise MaxRetryError(_pool, url or "", error)
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+
 def urllib3_retry() -> Retry:
-    """For requests-based clients: every method, Retry-After honoured, the answer kept on exhaustion."""
-    return Retry(total=ATTEMPTS, connect=CONNECT_ATTEMPTS, read=ATTEMPTS, status=ATTEMPTS, other=ATTEMPTS,
+    """For requests-based clients: every method, Retry-After honoured, the answer kept on exhaustion,
+    a TLS verification failure final."""
+    return _NoTlsRetry(total=ATTEMPTS, connect=CONNECT_ATTEMPTS, read=ATTEMPTS, status=ATTEMPTS, other=ATTEMPTS,
                  backoff_factor=BACKOFF_S, backoff_max=BACKOFF_MAX_S, status_forcelist=RETRY_STATUSES,
                  allowed_methods=None, respect_retry_after_header=True, raise_on_status=False)
 
@@ -82,20 +96,28 @@ def configure_msrest(service_client: Any) -> None:
         driver._init_session(driver.session)
 
 
-def retrying_dxf() -> type[DXF]:
-    """python-dxf's DXF whose sessions retry. DXF sends through the first entry of `_sessions`
-    (python-dxf 12): the `requests` module itself, or the session `__enter__` opens."""
+def retrying_dxf(user_agent: str | None = None) -> type[DXF]:
+    """python-dxf's DXF whose sessions retry (and send `user_agent`, when given). DXF sends through
+    the first entry of `_sessions` (python-dxf 12): the `requests` module itself, or the session
+    `__enter__` opens. Its sessions keep requests' `trust_env`, so HTTPS_PROXY and NO_PROXY apply as
+    in the Azure SDKs, while DXF passes its `tlsverify` with every request, which the environment's
+    CA bundle cannot replace."""
     import requests
     from dxf import DXF
+
+    def prepared(session: requests.Session) -> requests.Session:
+        if user_agent:
+            session.headers["User-Agent"] = user_agent
+        return mount(session)
 
     class RetryingDXF(DXF):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self._sessions = [mount(requests.Session())]
+            self._sessions = [prepared(requests.Session())]
 
         def __enter__(self) -> Self:
             super().__enter__()
-            mount(cast(requests.Session, self._sessions[0]))  # the session DXF.__enter__ opened
+            prepared(cast(requests.Session, self._sessions[0]))  # the session DXF.__enter__ opened
             return self
 
     return RetryingDXF

@@ -147,6 +147,16 @@ class LocalSecretStore:
                       if p.is_file() and p.name.startswith(prefix) and not p.name.startswith("."))
 
 
+DELETED_BUT_RECOVERABLE = "ObjectIsDeletedButRecoverable"
+
+
+def _inner_code(exc: Any) -> str | None:
+    """The code of a Key Vault error's `innererror` (azure-core keeps it as `error.innererror`)."""
+    error = getattr(exc, "error", None)
+    inner = getattr(error, "innererror", None) or {}
+    return inner.get("code") if isinstance(inner, dict) else None
+
+
 class KeyVaultSecretStore:
     """Azure Key Vault, through azure-keyvault-secrets.
 
@@ -170,8 +180,21 @@ class KeyVaultSecretStore:
         return value
 
     def set(self, name: str, value: str) -> None:
+        """Set a new version. A name soft-deleted (by a teardown) is recovered first: Key Vault
+        refuses to reuse it (409, inner error `ObjectIsDeletedButRecoverable`) until it is recovered
+        or purged, and recovering keeps its history, where a purge would destroy it."""
+        from azure.core.exceptions import ResourceExistsError
+
         MASKER.register(value)
-        self._client.set_secret(_check_name(name), value)
+        name = _check_name(name)
+        try:
+            self._client.set_secret(name, value)
+        except ResourceExistsError as exc:
+            if _inner_code(exc) != DELETED_BUT_RECOVERABLE:
+                raise
+            # The poller's wait() returns once GET /secrets/{name} answers again: recovered.
+            self._client.begin_recover_deleted_secret(name).wait()
+            self._client.set_secret(name, value)
 
     def delete(self, name: str) -> None:
         from azure.core.exceptions import ResourceNotFoundError

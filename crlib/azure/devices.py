@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ParameterError, PreconditionFailed
+from ..errors import ParameterError
 from . import readers
 
 if TYPE_CHECKING:
@@ -23,19 +23,15 @@ def device_connection_string(hub: readers.HubAccess, device: Any) -> str:
 
 
 def parent_device_endpoint(ctx: RunContext) -> str:
-    """A nested device's parent host: the device endpoint its parent connected registry reports."""
-    parent = ctx.site.connected_registry.parent
-    if parent is None:
+    """A nested device's parent host: the parent device's address, which the operator knows because
+    they provisioned it (`device.parent_address`; the sandbox knows its simulated parent). Azure
+    reports no route to a device: a connected registry's loginServer names none."""
+    if ctx.site.connected_registry.parent is None:
         raise ParameterError("connected_registry.parent", "device.parent_device makes this a nested device; name the "
                                                           "parent connected registry, whose device it reaches")
-    registry = ctx.site.registry.name
-    connected = readers.connected_registry(ctx, parent)
-    if connected is None:
-        raise PreconditionFailed("connected_registry.parent", f"connected registry '{parent}' does not exist in "
-                                                              f"registry '{registry}'")
-    host = connected.login_server.host if connected.login_server else None
-    if not host:
-        raise PreconditionFailed("connected_registry.parent", f"connected registry '{parent}' has not reported its "
-                                                              "device endpoint yet; deploy it and wait until it is "
-                                                              "Online")
-    return str(host)
+    address = ctx.profile.parent_address(ctx.site)
+    if not address:
+        raise ParameterError("device.parent_address", f"nested device '{ctx.site.device.id}' reaches its parent "
+                                                      f"device '{ctx.site.device.parent_device}' there; give its "
+                                                      "host[:port]")
+    return address

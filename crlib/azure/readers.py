@@ -146,12 +146,20 @@ def token_password(found_token: Any, slot: str = names.PASSWORD_SLOT) -> Any:
 # -- the IoT hub ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class HubAccess:
-    """What later steps need from the hub: its id, name and host, and the owner connection string."""
+    """What later steps need from the hub: its id, name and host, and how to sign in to its service
+    API. `connection_string` is the `iothubowner` policy's; None when the hub has local auth
+    disabled (`disableLocalAuth`), where crlib signs in with the site's Entra ID credential instead
+    (`Clients.registry_manager` and `configuration_manager` pick the way)."""
 
     id: str
     name: str
     host_name: str
-    connection_string: str = field(repr=False)
+    connection_string: str | None = field(default=None, repr=False)
+
+    @property
+    def entra(self) -> bool:
+        """True: reach the service API with Entra ID tokens, not the owner key."""
+        return self.connection_string is None
 
 
 def hub(ctx: RunContext, *, fresh: bool = False) -> Any:
@@ -160,9 +168,15 @@ def hub(ctx: RunContext, *, fresh: bool = False) -> Any:
         ctx.site.resource_group, ctx.site.hub.name)), fresh=fresh)
 
 
+def local_auth_disabled(found_hub: Any) -> bool:
+    """Whether the hub (as ARM describes it) refuses its shared access policies."""
+    return bool(getattr(found_hub.properties, "disable_local_auth", None)) if found_hub.properties else False
+
+
 def hub_access(ctx: RunContext, *, required: bool = True) -> HubAccess | None:
-    """The hub and its owner connection string (listKeys once per process). Missing: None when not
-    `required` (plan mode), else PreconditionFailed."""
+    """The hub and how to reach its service API: with local auth disabled, Entra ID (listKeys is never
+    called); otherwise its owner connection string (listKeys once per process). Missing: None when
+    not `required` (plan mode), else PreconditionFailed."""
     cached = ctx.cache.get("hub_access")
     if isinstance(cached, HubAccess):
         return cached
@@ -172,15 +186,15 @@ def hub_access(ctx: RunContext, *, required: bool = True) -> HubAccess | None:
             raise PreconditionFailed("hub.name", f"IoT hub '{ctx.site.hub.name}' does not exist in resource group "
                                                  f"'{ctx.site.resource_group}'; run the hub step first")
         return None
+    host = found.properties.host_name
+    if local_auth_disabled(found):
+        return remember(ctx, "hub_access", HubAccess(found.id, found.name, host))
     key = ctx.clients.hubs.iot_hub_resource.get_keys_for_key_name(ctx.site.resource_group, found.name,
                                                                  names.HUB_OWNER_POLICY)
-    host = found.properties.host_name
     connection_string = f"HostName={host};SharedAccessKeyName={key.key_name};SharedAccessKey={key.primary_key}"
     MASKER.register(key.primary_key)
     MASKER.register(connection_string)
-    access = HubAccess(found.id, found.name, host, connection_string)
-    remember(ctx, "hub_access", access)
-    return access
+    return remember(ctx, "hub_access", HubAccess(found.id, found.name, host, connection_string))
 
 
 def device_identity(manager: Any, device_id: str) -> Any:
@@ -200,4 +214,4 @@ def or_blocker(read: Callable[[], T]) -> tuple[T | None, PreconditionFailed | No
 
 def device_ids(ctx: RunContext, hub: HubAccess) -> list[str]:
     """The ids of every device identity in the hub (teardown's check that no one else uses it)."""
-    return [d.device_id for d in ctx.clients.registry_manager(hub.connection_string).get_devices()]
+    return [d.device_id for d in ctx.clients.registry_manager(hub).get_devices()]

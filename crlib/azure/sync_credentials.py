@@ -70,9 +70,24 @@ def _refuse_replacing(ctx: RunContext, token: Any, current: Any) -> None:
 
 def _no_gateway(ctx: RunContext) -> PreconditionFailed:
     cr = ctx.site.connected_registry
-    return PreconditionFailed("connected_registry.parent",
-                              f"'{cr.name}' has no parent gateway endpoint yet: its parent connected registry "
-                              f"'{cr.parent}' reports one once it is online; deploy the parent first")
+    if cr.parent is None:
+        return PreconditionFailed("connected_registry", f"'{cr.name}' has no parent gateway endpoint in Azure yet")
+    return PreconditionFailed("device.parent_address",
+                              f"'{cr.name}' syncs from its parent connected registry '{cr.parent}' through the parent "
+                              "device: give the parent device's address (host[:port] of its API proxy)")
+
+
+def _gateway(ctx: RunContext, sync: Any) -> tuple[str | None, PreconditionFailed | None]:
+    """Azure's gateway endpoint, or for a nested registry its parent device's address."""
+    if sync.gateway_endpoint:
+        return str(sync.gateway_endpoint), None
+    if ctx.site.connected_registry.parent is None:
+        return None, _no_gateway(ctx)
+    try:
+        parent = ctx.profile.parent_address(ctx.site)
+    except PreconditionFailed as exc:
+        return None, exc
+    return (parent, None) if parent else (None, _no_gateway(ctx))
 
 
 def _plan_password(ctx: RunContext, plan: StepPlan, token: Any, current: Any) -> None:
@@ -135,7 +150,7 @@ def plan_sync_credentials(ctx: RunContext, step: str, *, rotate: bool) -> StepPl
     if token is None:
         raise PreconditionFailed("connected_registry", f"sync token '{readers.name_of(sync.token_id)}' of "
                                                        f"'{cr.name}' does not exist; run the definition step")
-    gateway = sync.gateway_endpoint
+    gateway, no_gateway = _gateway(ctx, sync)
     current = readers.token_password(token)
     stored = ctx.get_secret(names.SYNC_PASSWORD_SECRET)
     keep = not rotate and current is not None and stored is not None and _stored_creation(ctx) == current.creation_time
@@ -143,7 +158,7 @@ def plan_sync_credentials(ctx: RunContext, step: str, *, rotate: bool) -> StepPl
         _refuse_replacing(ctx, token, current)
 
     plan = StepPlan(step, resource_ids=[token.id], created=current is None,
-                    blocked_by=blocked_by or (_no_gateway(ctx) if gateway is None else None),
+                    blocked_by=blocked_by or no_gateway,
                     details={"sync_token": token.name, "gateway_endpoint": gateway, "protocol": PROTOCOL,
                              "sync_token_id": token.id,
                              "password_secret": ctx.secret_reference(names.SYNC_PASSWORD_SECRET),

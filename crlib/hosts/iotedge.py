@@ -8,9 +8,9 @@ the desired `$version` and `lastDesiredStatus.code` 200, and every module the de
 reports `runtimeStatus` running. crlib also requires each module's reported image to be the one
 desired, so a module still running an older image does not count.
 
-The device lives in the site's IoT hub, reached with the hub's owner connection string
-(crlib.azure.readers.hub_access); IoT Hub's msrest errors become crlib's through
-crlib.azure.errors. Removing the host deletes the device identity: its module twins, hence its
+The device lives in the site's IoT hub, reached with the hub's owner connection string, or with
+Entra ID when the hub has local auth disabled (crlib.azure.readers.hub_access); IoT Hub's msrest
+errors become crlib's through crlib.azure.errors. Removing the host deletes the device identity: its module twins, hence its
 deployment, go with it.
 """
 
@@ -62,7 +62,7 @@ class IoTEdgeHost:
         if self._registry_manager is None:
             hub = readers.hub_access(self._ctx)
             assert hub is not None  # required: a missing hub raised
-            self._registry_manager = self._ctx.clients.registry_manager(hub.connection_string)
+            self._registry_manager = self._ctx.clients.registry_manager(hub)
         return self._registry_manager
 
     def _twin_properties(self, module_id: str) -> Any:
@@ -114,7 +114,7 @@ class IoTEdgeHost:
         hub = readers.hub_access(self._ctx)
         assert hub is not None  # required: a missing hub raised
         with map_exceptions(self.step, f"applying the deployment to {self.label}"):
-            self._ctx.clients.configuration_manager(hub.connection_string).apply_configuration_on_edge_device(
+            self._ctx.clients.configuration_manager(hub).apply_configuration_on_edge_device(
                 self.device_id, ConfigurationContent(modules_content=deployment))
 
     # -- what the device reports ------------------------------------------------------------------------

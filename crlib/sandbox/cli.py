@@ -56,11 +56,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                 "on the command line")
     provision.add_argument("--parent-hostname", default=None, help="the parent device endpoint, for nested devices")
     listing = device_commands.add_parser("list", help="show every simulated device")
+    show = device_commands.add_parser("show", help="one device: its address, root CA and what it runs")
+    show.add_argument("device_id", metavar="ID")
+    show.add_argument("--hub", default=None, help="the hub's host name or name, when the id is ambiguous")
+    show.add_argument("--json", action="store_true", help="print one JSON object for scripts")
     offline = device_commands.add_parser("offline", help="cut a device off for a while (simulated seconds)")
     offline.add_argument("--device-id", required=True)
     offline.add_argument("--seconds", type=float, required=True, help="simulated seconds before it comes back")
     offline.add_argument("--hub", default=None, help="the hub's host name or name, when the id is ambiguous")
-    for p in (provision, listing, offline):
+    for p in (provision, listing, show, offline):
         p.add_argument("--state-dir", type=Path, default=None)
     _add_faults_parser(commands)
     parser.set_defaults(func=run)
@@ -97,6 +101,23 @@ def _add_faults_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--lro-failure-rate", type=float, help="probability that a long-running operation ends Failed")
     p.add_argument("--arm-throttling", action="store_true", help="ARM's token buckets per subscription and principal")
     p.add_argument("--buckets", type=_buckets, help="bucket sizes, e.g. writes=5:1 (capacity:refill per second)")
+
+
+def _show_device(args: argparse.Namespace, control, status: dict) -> int:
+    try:
+        shown = control.device_show(status, args.device_id, hub=args.hub)
+    except control.DeviceNotFound as exc:
+        print(exc, file=sys.stderr)
+        return 3
+    if args.json:
+        print(json.dumps(shown))
+        return 0
+    for key in ("deviceId", "hub", "address", "ca_cert", "listening", "connected", "offline", "lastDesiredStatus"):
+        if key in shown:
+            print(f"{key:18} {shown[key]}")
+    for name, state in (shown.get("modules") or {}).items():
+        print(f"{'module ' + name:18} {state}")
+    return 0
 
 
 def _faults(args: argparse.Namespace, control) -> int:
@@ -170,6 +191,8 @@ def run(args: argparse.Namespace) -> int:
             shown = control.provision_device(status, args.connection_string_file.read().strip(),
                                              parent_hostname=args.parent_hostname)
             print(json.dumps(shown))
+        elif args.device_command == "show":
+            return _show_device(args, control, status)
         elif args.device_command == "offline":
             print(json.dumps(control.device_offline(status, args.device_id, args.seconds, hub=args.hub)))
         else:

@@ -9,6 +9,8 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,10 @@ from .config import RUNTIME_FILE, default_state_dir
 
 class SandboxNotRunning(RuntimeError):
     pass
+
+
+class DeviceNotFound(LookupError):
+    """No simulated device of that id (and hub) has been provisioned."""
 
 
 def _alive(pid: int) -> bool:
@@ -129,8 +135,26 @@ def provision_device(status: dict, connection_string: str, *, parent_hostname: s
 
 
 def edge_devices(status: dict) -> list[dict]:
-    """Every simulated device: connection, last deployment status, modules and device endpoint."""
+    """Every simulated device, as device_show shows one."""
     return admin(status, "GET", "/_sandbox/edge/devices")["devices"]
+
+
+def device_show(status: dict, device_id: str, *, hub: str | None = None) -> dict:
+    """One simulated device as its operator knows it: `deviceId`, `hub` (the hub's host name),
+    `address` ("127.0.0.1:<port>", where its API proxy answers once deployed as Microsoft's manifest
+    does), `ca_cert` (absolute path of its IoT Edge root CA, to verify that address with), and
+    what it runs (`connected`, `modules`, `listening`, ...). `hub` (a hub's host name or name) is
+    needed only when devices of two hubs share the id. Raises DeviceNotFound."""
+    path = "/_sandbox/edge/devices/" + urllib.parse.quote(device_id, safe="")
+    if hub:
+        path += "?" + urllib.parse.urlencode({"hub": hub})
+    try:
+        return admin(status, "GET", path)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            raise DeviceNotFound(f"no simulated device '{device_id}'" + (f" for hub '{hub}'" if hub else "")
+                                 + " has been provisioned") from exc
+        raise
 
 
 def set_faults(status: dict, **settings) -> dict:

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import socket
+import ssl
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -148,11 +149,13 @@ class Sandbox:
 
     # -- listeners -------------------------------------------------------------------------
     def open_listener(self, router: RouterSpec, key: str | None = None, port: int = 0, *,
-                      role: str | None = None) -> int:
+                      role: str | None = None, ssl_context: ssl.SSLContext | None = None) -> int:
         """Bind a new HTTPS port for one host, served by `router`; return the port.
 
         `key` is the store key of the resource the host belongs to (None: no resource owns it,
-        and a reset keeps it), `role` which of its endpoints it is. Safe to call from a handler."""
+        and a reset keeps it), `role` which of its endpoints it is. `ssl_context` serves a
+        certificate of the host's own (a simulated device's chain); by default the sandbox's.
+        Safe to call from a handler."""
         served_by = self.routers.get(router)
         if served_by is None:
             raise ValueError(f"no service mounts routes on the {router.name!r} router")
@@ -170,7 +173,7 @@ class Sandbox:
         self.hosts[bound] = Host(served_by, key, role)
         if self._runner is None:
             raise RuntimeError("the sandbox has not started")
-        site = web.SockSite(self._runner, sock, ssl_context=self.ssl_context)
+        site = web.SockSite(self._runner, sock, ssl_context=ssl_context or self.ssl_context)
         self._sites[bound] = site
         self._pending_sites.append(asyncio.get_running_loop().create_task(site.start()))
         return bound

@@ -33,9 +33,13 @@ CREATE TABLE IF NOT EXISTS requests (
     api_version TEXT,
     status INTEGER NOT NULL,
     wrote INTEGER NOT NULL,
-    duration_ms REAL NOT NULL
+    duration_ms REAL NOT NULL,
+    peer TEXT,
+    user_agent TEXT
 );
 """
+# Columns added since the first schema, for state files written before them: (name, SQL type).
+_ADDED_REQUEST_COLUMNS = (("peer", "TEXT"), ("user_agent", "TEXT"))
 
 
 class Store:
@@ -47,6 +51,10 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(requests)")}
+        for name, sql_type in _ADDED_REQUEST_COLUMNS:
+            if name not in have:
+                self._db.execute(f"ALTER TABLE requests ADD COLUMN {name} {sql_type}")
         self._depth = 0
 
     def close(self) -> None:
@@ -126,12 +134,15 @@ class Store:
     # -- request log ---------------------------------------------------------------------
     def log_request(
         self, *, service: str, host: str, method: str, path: str, api_version: str | None,
-        status: int, wrote: bool, duration_ms: float,
+        status: int, wrote: bool, duration_ms: float, peer: str | None = None, user_agent: str | None = None,
     ) -> None:
+        """One row per request. `peer` is the client's address as the sandbox saw it ("127.0.0.1:<port>":
+        behind a proxy, the proxy's outbound socket), `user_agent` its User-Agent header."""
         self._db.execute(
             "INSERT INTO requests(time, service, host, method, path, api_version, status, wrote, "
-            "duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (time.time(), service, host, method, path, api_version, status, int(wrote), duration_ms),
+            "duration_ms, peer, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (time.time(), service, host, method, path, api_version, status, int(wrote), duration_ms, peer,
+             user_agent),
         )
 
     def requests(self, since: int = 0) -> list[dict]:

@@ -1,14 +1,17 @@
-"""The sandbox's own certificate authority and its server certificate.
+"""The sandbox's own certificate authority and its server certificate, and the certificate
+helpers the simulated devices build their own IoT Edge CA chains with.
 
 The CA is generated on first start and kept in the state directory, so that clients can
 verify every sandbox endpoint with it. The server certificate names 127.0.0.1, ::1 and
-localhost, which is every host name the sandbox hands out.
+localhost, which is every host name the sandbox hands out. A simulated device's endpoint is
+not served with it: each device has a chain of its own (edge_devices/device_ca.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
 import ssl
 from pathlib import Path
 
@@ -122,7 +125,80 @@ def ensure_certificates(state_dir: Path) -> Path:
 
 
 def server_ssl_context(state_dir: Path) -> ssl.SSLContext:
+    return chain_ssl_context(state_dir / SERVER_CERT, state_dir / SERVER_KEY)
+
+
+def chain_ssl_context(cert_chain: Path, key: Path) -> ssl.SSLContext:
+    """A server context for a PEM chain (leaf first) and its key."""
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(state_dir / SERVER_CERT, state_dir / SERVER_KEY)
+    ctx.load_cert_chain(cert_chain, key)
     return ctx
+
+
+# -- building chains (the simulated devices' own CAs) ------------------------------------------
+def new_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def write_private_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    """Write a key readable by its owner only (created 0600, never briefly wider)."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption()))
+
+
+def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    loaded = serialization.load_pem_private_key(path.read_bytes(), None)
+    if not isinstance(loaded, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{path} is not an EC private key")
+    return loaded
+
+
+def pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def issue(subject: str, key: ec.EllipticCurvePrivateKey, *, days: int,
+          issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None = None,
+          ca_path_length: int | None = None, server_names: list[str] | None = None) -> x509.Certificate:
+    """One certificate: self-signed when `issuer` is None; a CA when `ca_path_length` is given
+    (0 or more), otherwise a TLS server certificate for `server_names` (IP addresses or DNS names)."""
+    now = dt.datetime.now(dt.UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    issuer_name, signing_key = (issuer[0].subject, issuer[1]) if issuer else (name, key)
+    is_ca = ca_path_length is not None
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=ca_path_length if is_ca else None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=not is_ca, key_cert_sign=is_ca, crl_sign=is_ca,
+                encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(signing_key.public_key()), critical=False)
+    )
+    if not is_ca:
+        builder = builder.add_extension(x509.SubjectAlternativeName([_general_name(n) for n in server_names or []]),
+                                        critical=False)
+        builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+    return builder.sign(signing_key, hashes.SHA256())
+
+
+def _general_name(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)

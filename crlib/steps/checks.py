@@ -1,8 +1,14 @@
-"""End-to-end checks through the device endpoint, as a client on the device's network would do.
+"""End-to-end checks through the device's API proxy, as a client on the device's network would do.
 
-The endpoint is the connected registry's `loginServer.host` from ARM (the API proxy on the
-device). The client token is `checks.client_token`, or the first of `client_access.tokens`, with
-its password from the secret store; client tokens are tokens of the cloud registry too.
+Where the device is: `device.address` (host[:port]) and the CA it is trusted with, `device.ca_cert`
+(the device's own IoT Edge root CA), which the operator knows because they provisioned the host;
+the sandbox profile fills both in. ARM's `loginServer` of a connected registry is not a documented
+route to the device and is never used. An address that is the cloud registry's login server or a
+data endpoint is refused before any request (the checks would test the cloud), and a TLS
+verification error fails at once, naming `device.ca_cert`, instead of being retried.
+
+The client token is `checks.client_token`, or the first of `client_access.tokens`, with its
+password from the secret store; client tokens are tokens of the cloud registry too.
 
 1. Pull `checks.pull_image`: the manifest (its digest checked against Docker-Content-Digest),
    then the config and every layer, streamed; python-dxf verifies each blob's digest.
@@ -10,8 +16,12 @@ its password from the secret store; client tokens are tokens of the cloud regist
    `checks.push_repository` under a unique `crlib-check-...` tag. ReadWrite: wait until the next
    sync brings it to the cloud registry with the same digest. ReadOnly: the push must be refused.
 
-The pull waits as well (up to the timeout) for the image to be synced and for the client token
-to be honoured: the connected registry reads its client tokens at each sync.
+The pull waits as well for the image to be synced and for the client token to be honoured: the
+connected registry reads its client tokens at each sync. Each wait lasts until the next sync window
+(the connected registry's schedule and window) has closed, and a timeout says when the next one opens.
+
+With `checks.mode: on-device` crlib cannot reach the device: it writes a check script for the device
+host (crlib/hosts/check_script.py) and the step ends `pending`, never as a success.
 
 The plan reads the token's password, the connected registry (its endpoint and its actual mode)
 and the registry once; its two changes are the pull and the push, run in that order. While the
@@ -31,21 +41,28 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 
+import isodate
 import requests
+from croniter import croniter
 from dxf import exceptions as dxf_errors
 
 from .. import retries
 from ..azure import names, readers
 from ..context import RunContext
 from ..errors import ParameterError, PreconditionFailed, StepFailed, StepTimeout
+from ..hosts.check_script import on_device_check_script
 from ..plans import Action, StepPlan
+from ..profiles import DeviceAccess
 from ..results import Status, StepResult
 
 STEP = "checks"
 READ_ONLY_REFUSAL = "This operation is not allowed on this registry."
-DEFAULT_TIMEOUT = 600.0
+# Time for a sync that starts at the end of its window (or on a schedule without one) to finish.
+SYNC_GRACE = dt.timedelta(minutes=2)
+ON_DEVICE_TOKEN_FILE = "/etc/crlib/client-token"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
                "application/vnd.docker.distribution.manifest.list.v2+json")
@@ -82,24 +99,62 @@ def _refusal(exc: Exception) -> tuple[int | None, str]:
 _T = TypeVar("_T")
 
 
-def _until(what: str, attempt: Callable[[], _T], timeout: float, diagnose: Callable[[], list[str]]) -> _T:
-    """Call attempt() until it returns a value; refusals (401, 404) are retried until the timeout."""
+@dataclass(frozen=True)
+class _Wait:
+    """How long a check waits: a fixed timeout, or until the next sync window has closed."""
+
+    schedule: str
+    window: dt.timedelta | None
+    fixed: float | None = None
+
+    def next_window(self, now: dt.datetime | None = None) -> dt.datetime:
+        return croniter(self.schedule, now or dt.datetime.now(dt.UTC)).get_next(dt.datetime)
+
+    def seconds(self) -> float:
+        if self.fixed is not None:
+            return self.fixed
+        now = dt.datetime.now(dt.UTC)
+        closes = self.next_window(now) + (self.window or dt.timedelta()) + SYNC_GRACE
+        return (closes - now).total_seconds()
+
+    def after_timeout(self) -> str:
+        return f"; the next sync window opens at {self.next_window():%Y-%m-%d %H:%M} UTC (schedule '{self.schedule}'" \
+               + (f", window {isodate.duration_isoformat(self.window)})" if self.window else ")")
+
+
+def _tls_refusal(what: str, device: DeviceAccess, exc: Exception) -> StepFailed:
+    trusted = f"device.ca_cert '{device.ca_cert}'" if device.ca_cert else "no device.ca_cert"
+    return StepFailed(STEP, f"{what}: TLS verification of the device at {device.address} failed with {trusted}; "
+                            "set device.ca_cert to the device's IoT Edge root CA (see docs/real-devices.md)",
+                      error=exc)
+
+
+def _until(what: str, attempt: Callable[[], _T], wait: _Wait, diagnose: Callable[[], list[str]],
+           device: DeviceAccess | None = None) -> _T:
+    """Call attempt() until it returns a value; refusals (401, 404) and lost connections are retried
+    until the wait is over. A TLS verification error is final: retrying cannot fix a CA."""
+    timeout = wait.seconds()
     deadline = time.monotonic() + timeout
     pause = _FIRST_RETRY_S
     while True:
         try:
             return attempt()
+        except requests.exceptions.SSLError as exc:
+            if device is None:
+                raise StepFailed(STEP, f"{what}: TLS verification failed ({exc})", error=exc) from exc
+            raise _tls_refusal(what, device, exc) from exc
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
             # A connection lost mid-stream, after the client's own retries: start the attempt again.
             if time.monotonic() >= deadline:
-                raise StepTimeout(STEP, f"{what}: the connection kept failing ({exc})", diagnosis=diagnose()) from exc
+                raise StepTimeout(STEP, f"{what}: the connection kept failing for {timeout:.0f} s ({exc})"
+                                  + wait.after_timeout(), diagnosis=diagnose()) from exc
         except (requests.HTTPError, dxf_errors.DXFUnauthorizedError) as exc:
             status, message = _refusal(exc)
             if status not in (401, 404):
                 raise StepFailed(STEP, f"{what}: {status} {message}", error=exc) from exc
             if time.monotonic() >= deadline:
-                raise StepTimeout(STEP, f"{what}: still {status} {message} after {timeout:g} s",
-                                  diagnosis=diagnose()) from exc
+                raise StepTimeout(STEP, f"{what}: still {status} {message} after {timeout:.0f} s"
+                                  + wait.after_timeout(), diagnosis=diagnose()) from exc
         time.sleep(pause)
         pause = min(pause * 1.5, _MAX_RETRY_S)
 
@@ -169,6 +224,8 @@ def _restarting(upload: Callable[[], Any]) -> None:
     for attempt in range(retries.ATTEMPTS):
         try:
             return upload()
+        except requests.exceptions.SSLError:
+            raise
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
             if attempt == retries.ATTEMPTS - 1:
                 raise
@@ -190,31 +247,67 @@ class _Target:
     registry: Any  # the cloud registry, or None
     mode: str  # the connected registry's own mode (the parameters' while it does not exist)
     push_tag: str
+    access: DeviceAccess | None  # where the device's API proxy answers, and its CA
+    wait: _Wait
 
     @property
     def endpoint(self) -> str | None:
-        login = self.connected.login_server if self.connected is not None else None
-        return login.host if login else None
+        return self.access.address if self.access else None
 
     @property
-    def device(self) -> str:
-        """The device endpoint, which a plan that can be applied has (else it is blocked)."""
-        assert self.endpoint is not None
-        return self.endpoint
+    def device(self) -> DeviceAccess:
+        """The device, which a plan that can be applied has (else it is blocked)."""
+        assert self.access is not None
+        return self.access
 
 
-def _missing(ctx: RunContext, target: _Target) -> PreconditionFailed | None:
-    """What an earlier step has not made yet: the token's password, the device endpoint, the registry."""
+def _missing(ctx: RunContext, target: _Target, access_missing: PreconditionFailed | None) -> PreconditionFailed | None:
+    """What an earlier step has not made yet: the token's password, the device, the registry."""
     if target.password is None:
         secret = ctx.secret_name(names.client_token_secret(target.token))
         return PreconditionFailed(f"client token '{target.token}'", f"no password is stored (secret '{secret}'); "
                                                                     "run the access step first")
-    if not target.endpoint:
-        return PreconditionFailed("connected_registry", f"'{ctx.site.connected_registry.name}' reports no device "
-                                                        "endpoint (loginServer.host); run the deploy step first")
+    if access_missing is not None:
+        return access_missing
+    if target.connected is None:
+        return PreconditionFailed("connected_registry", f"'{ctx.site.connected_registry.name}' does not exist; "
+                                                        "run the definition and deploy steps first")
     if target.mode == "ReadWrite" and target.registry is None:
         return PreconditionFailed("registry", f"'{ctx.site.registry.name}' no longer exists; cannot look for the push")
     return None
+
+
+def _host_port(address: str) -> str:
+    """'Host:443' -> 'host': HTTPS's default port named or not, the same endpoint."""
+    return address.lower().removesuffix(":443").rstrip(".")
+
+
+def refuse_cloud_address(access: DeviceAccess, registry: Any) -> None:
+    """The checks must reach the device, not the cloud registry: refuse its login server and data
+    endpoints, before any request is sent."""
+    if registry is None:
+        return
+    cloud = {_host_port(registry.login_server): "login server"} if registry.login_server else {}
+    cloud |= {_host_port(h): "data endpoint" for h in registry.data_endpoint_host_names or []}
+    what = cloud.get(_host_port(access.address))
+    if what is not None:
+        raise ParameterError("device.address", f"'{access.address}' is the cloud registry's {what} "
+                                               f"({registry.login_server if what == 'login server' else access.address}"
+                                               f"), not the device: checks through it would test registry "
+                                               f"'{registry.name}' in the cloud; give the address of the device's "
+                                               "API proxy")
+
+
+def _device_access(ctx: RunContext) -> tuple[DeviceAccess | None, PreconditionFailed | None]:
+    try:
+        access = ctx.profile.device_access(ctx.site)
+    except PreconditionFailed as exc:
+        return None, exc
+    if access is None:
+        raise ParameterError("device.address", "the checks need the address of the device's API proxy, as "
+                                               "reachable from here (and device.ca_cert); or set checks.mode: "
+                                               "on-device to run them on the device host")
+    return access, None
 
 
 def _diagnose(ctx: RunContext) -> list[str]:
@@ -226,30 +319,35 @@ def _diagnose(ctx: RunContext) -> list[str]:
             f"schedule {sync.schedule}"] + [f"statusDetails {d.code}: {d.description}" for d in now.status_details or []]
 
 
-def _pull_check(ctx: RunContext, target: _Target, timeout: float, plan: StepPlan) -> None:
+def _pull_check(ctx: RunContext, target: _Target, plan: StepPlan) -> None:
     image = ctx.site.checks.pull_image
     repository, tag = image.rsplit(":", 1)
-    with ctx.clients.oci(target.device, repository, username=target.token, password=target.password) as device:
-        plan.made["pull"] = _until(f"pull {image} from {target.endpoint}", lambda: _pull(device, tag), timeout,
-                                   partial(_diagnose, ctx))
+    device = target.device
+    with ctx.clients.oci(device.address, repository, username=target.token, password=target.password,
+                         ca_cert=device.ca_cert) as client:
+        plan.made["pull"] = _until(f"pull {image} from {device.address}", lambda: _pull(client, tag), target.wait,
+                                   partial(_diagnose, ctx), device)
 
 
 def _pushed(ctx: RunContext, target: _Target, blobs: list[bytes], manifest: bytes) -> tuple[int | None, str] | None:
     """Push through the device endpoint: None when accepted, else the refusal (fatal for ReadWrite)."""
-    repository = ctx.site.checks.push_repository
-    with ctx.clients.oci(target.device, repository, username=target.token, password=target.password) as device:
+    repository, device = ctx.site.checks.push_repository, target.device
+    with ctx.clients.oci(device.address, repository, username=target.token, password=target.password,
+                         ca_cert=device.ca_cert) as client:
         try:
-            _push(device, target.push_tag, blobs, manifest)
+            _push(client, target.push_tag, blobs, manifest)
+        except requests.exceptions.SSLError as exc:
+            raise _tls_refusal(f"push to {device.address}", device, exc) from exc
         except (requests.HTTPError, dxf_errors.DXFUnauthorizedError) as exc:
             refused = _refusal(exc)
             if target.mode == "ReadWrite":
-                raise StepFailed(STEP, f"the push to {target.endpoint} was refused: {refused[0]} {refused[1]}",
+                raise StepFailed(STEP, f"the push to {device.address} was refused: {refused[0]} {refused[1]}",
                                  error=exc) from exc
             return refused
     return None
 
 
-def _arrival(ctx: RunContext, target: _Target, digest: str, timeout: float) -> None:
+def _arrival(ctx: RunContext, target: _Target, digest: str) -> None:
     """Wait until the next sync brings the pushed image to the cloud registry, with the same digest."""
     repository, tag = ctx.site.checks.push_repository, target.push_tag
 
@@ -261,10 +359,10 @@ def _arrival(ctx: RunContext, target: _Target, digest: str, timeout: float) -> N
 
     with ctx.clients.oci(target.registry.login_server, repository, username=target.token,
                          password=target.password) as cloud:
-        _until(f"{repository}:{tag} in the cloud registry", in_cloud, timeout, partial(_diagnose, ctx))
+        _until(f"{repository}:{tag} in the cloud registry", in_cloud, target.wait, partial(_diagnose, ctx))
 
 
-def _push_check(ctx: RunContext, target: _Target, timeout: float, plan: StepPlan) -> None:
+def _push_check(ctx: RunContext, target: _Target, plan: StepPlan) -> None:
     blobs, manifest = generated_image(ctx.site.site)
     pushed: dict[str, object] = {"repository": ctx.site.checks.push_repository, "tag": target.push_tag,
                                  "digest": _sha256(manifest), "bytes": sum(map(len, blobs)) + len(manifest)}
@@ -279,37 +377,55 @@ def _push_check(ctx: RunContext, target: _Target, timeout: float, plan: StepPlan
                    "read_only_refusal": refused == (403, READ_ONLY_REFUSAL)}
         return
     pushed["pushed_s"] = round(time.monotonic() - started, 3)
-    _arrival(ctx, target, _sha256(manifest), timeout)
+    _arrival(ctx, target, _sha256(manifest))
     pushed |= {"arrived_in_cloud": True, "arrival_s": round(time.monotonic() - started, 3)}
 
 
-def plan_checks(ctx: RunContext, *, timeout: float = DEFAULT_TIMEOUT) -> StepPlan:
-    """Pull, then push, through the device endpoint; apply raises StepFailed or StepTimeout when a
-    check fails."""
+def _sync_wait(ctx: RunContext, connected: Any, timeout: float | None) -> _Wait:
+    """The connected registry's own schedule and window (the parameters' while it does not exist)."""
+    sync = connected.parent.sync_properties if connected is not None else None
+    schedule = (sync.schedule if sync else None) or ctx.site.connected_registry.sync_schedule
+    window = sync.sync_window if sync else None
+    if window is None and ctx.site.connected_registry.sync_window:
+        window = isodate.parse_duration(ctx.site.connected_registry.sync_window)
+    return _Wait(schedule, window, timeout)
+
+
+def plan_checks(ctx: RunContext, *, timeout: float | None = None) -> StepPlan:
+    """Pull, then push, through the device's API proxy; apply raises StepFailed or StepTimeout when a
+    check fails. `timeout` replaces the wait for the next sync window (seconds)."""
     site, checks = ctx.site, ctx.site.checks
     token = client_token_name(ctx)
     connected = readers.connected_registry(ctx)
     # Check what the registry is, not what the parameters say it should be (a form edit in 03 may
     # have changed the mode for one notebook only); the difference is reported.
     mode = readers.text(connected.mode) if connected is not None else site.connected_registry.mode
-    target = _Target(token, ctx.get_secret(names.client_token_secret(token)), connected, readers.registry(ctx), mode,
-                     f"crlib-check-{dt.datetime.now(dt.UTC):%Y%m%d%H%M%S}-{uuid.uuid4().hex[:6]}")
-    plan = StepPlan(STEP, details={"pull": checks.pull_image, "mode": mode}, blocked_by=_missing(ctx, target),
-                    finish=partial(_checked, ctx, target))
-    plan.add(Action.RUN, "image pull", checks.pull_image, f"pull {checks.pull_image} through the device endpoint",
-             call=partial(_pull_check, ctx, target, timeout, plan))
-    plan.add(Action.RUN, "image push", f"{checks.push_repository}:{target.push_tag}",
-             f"push a generated image to {checks.push_repository}:{target.push_tag} through the device endpoint "
+    push_tag = f"crlib-check-{dt.datetime.now(dt.UTC):%Y%m%d%H%M%S}-{uuid.uuid4().hex[:6]}"
+    if checks.mode == "on-device":
+        return _plan_on_device(ctx, token, connected, mode, push_tag)
+    access, access_missing = _device_access(ctx)
+    registry = readers.registry(ctx)
+    if access is not None:
+        refuse_cloud_address(access, registry)
+    target = _Target(token, ctx.get_secret(names.client_token_secret(token)), connected, registry, mode, push_tag,
+                     access, _sync_wait(ctx, connected, timeout))
+    plan = StepPlan(STEP, details={"pull": checks.pull_image, "mode": mode, "device": target.endpoint},
+                    blocked_by=_missing(ctx, target, access_missing), finish=partial(_checked, ctx, target))
+    plan.add(Action.RUN, "image pull", checks.pull_image, f"pull {checks.pull_image} through the device's API proxy",
+             call=partial(_pull_check, ctx, target, plan))
+    plan.add(Action.RUN, "image push", f"{checks.push_repository}:{push_tag}",
+             f"push a generated image to {checks.push_repository}:{push_tag} through the device's API proxy "
              + ("and wait for it in the cloud registry" if mode == "ReadWrite" else "(expecting a refusal)"),
-             call=partial(_push_check, ctx, target, timeout, plan))
+             call=partial(_push_check, ctx, target, plan))
     return plan
 
 
 def _checked(ctx: RunContext, target: _Target, plan: StepPlan) -> StepResult:
     """ReadOnly: unchanged (the push was refused); ReadWrite: created, the pushed tag with it."""
     wanted = ctx.site.connected_registry.mode
-    details = {"endpoint": target.endpoint, "token": target.token, "mode": target.mode, "pull": plan.made["pull"],
-               "push": plan.made["push"], **({"mode_in_parameters": wanted} if wanted != target.mode else {})}
+    details = {"endpoint": target.endpoint, "ca_cert": target.device.ca_cert, "token": target.token,
+               "mode": target.mode, "pull": plan.made["pull"], "push": plan.made["push"],
+               **({"mode_in_parameters": wanted} if wanted != target.mode else {})}
     if target.mode == "ReadOnly":
         return StepResult(STEP, Status.UNCHANGED, [target.connected.id], plan.summaries, details=details)
     # Where the push landed.
@@ -317,5 +433,44 @@ def _checked(ctx: RunContext, target: _Target, plan: StepPlan) -> StepResult:
     return StepResult(STEP, Status.CREATED, [target.connected.id, pushed_id], plan.summaries, details=details)
 
 
-def run_checks(ctx: RunContext, *, plan: bool = False, timeout: float = DEFAULT_TIMEOUT) -> StepResult:
+# -- on the device host --------------------------------------------------------------------------------
+def check_script_path(ctx: RunContext) -> Path:
+    """Where the on-device check script goes: the working directory, which `crlib run` archives."""
+    return Path.cwd() / f"check-on-device-{ctx.site.site}.sh"
+
+
+def _plan_on_device(ctx: RunContext, token: str, connected: Any, mode: str, push_tag: str) -> StepPlan:
+    """Write the check script for the device host; the checks are pending until someone runs it."""
+    site, checks = ctx.site, ctx.site.checks
+    # The script logs in where the device's clients do: the host name its API proxy's certificate names.
+    access, missing = _device_access(ctx)
+    if access is None:
+        raise missing or ParameterError("device.address", "on-device checks need the address clients on the "
+                                                          "device's network use (its host name and port 8000)")
+    script = on_device_check_script(
+        site_name=site.site, device_id=site.device.id, endpoint=access.address,
+        pull_image=checks.pull_image, push_repository=checks.push_repository, push_tag=push_tag, mode=mode,
+        token_name=token, token_file=ON_DEVICE_TOKEN_FILE)
+    path = check_script_path(ctx)
+    blocked = None if connected is not None else PreconditionFailed(
+        "connected_registry", f"'{site.connected_registry.name}' does not exist; run the definition step first")
+
+    def write() -> None:
+        path.write_text(script)
+        path.chmod(0o644)
+
+    def pending(plan: StepPlan) -> StepResult:
+        return StepResult(STEP, Status.PENDING, [connected.id], plan.summaries, details={
+            "pending": "run the script on the device", "script": str(path), "script_sha256": _sha256(script.encode()),
+            "token": token, "token_file": ON_DEVICE_TOKEN_FILE, "mode": mode, "pull": checks.pull_image,
+            "push": f"{checks.push_repository}:{push_tag}"})
+
+    plan = StepPlan(STEP, details={"pull": checks.pull_image, "mode": mode, "on_device": True}, blocked_by=blocked,
+                    finish=pending)
+    plan.add(Action.RUN, "check script", path.name, f"write {path.name}: pull {checks.pull_image} and push "
+             f"{checks.push_repository}:{push_tag} on the device host (run it there as root)", call=write)
+    return plan
+
+
+def run_checks(ctx: RunContext, *, plan: bool = False, timeout: float | None = None) -> StepResult:
     return plan_checks(ctx, timeout=timeout).outcome(plan=plan)

@@ -94,7 +94,7 @@ def plan_device(ctx: RunContext) -> StepPlan:
     if hub is None:  # the hub step has not run: the device will be created
         plan.add(Action.CREATE, "device identity", device_id, create)
         return plan
-    manager = ctx.clients.registry_manager(hub.connection_string)
+    manager = ctx.clients.registry_manager(hub)
     parent_scopes = _parent_scopes(ctx, manager)
     device = readers.device_identity(manager, device_id)
     plan.resource_ids.append(device_address(hub, device_id))
@@ -155,7 +155,7 @@ def plan_provision(ctx: RunContext, *, parent_hostname: str | None = None) -> St
     device_id = ctx.site.device.id
     plan = StepPlan("provision")
     hub, plan.blocked_by = readers.or_blocker(lambda: readers.hub_access(ctx))
-    manager = ctx.clients.registry_manager(hub.connection_string) if hub else None
+    manager = ctx.clients.registry_manager(hub) if hub else None
     device = readers.device_identity(manager, device_id) if manager else None
     if hub is None or device is None:  # an earlier step has not run: the device will be provisioned
         plan.blocked_by = plan.blocked_by or PreconditionFailed(
@@ -202,7 +202,7 @@ def device_readiness(ctx: RunContext) -> dict[str, Any]:
     device_id = ctx.site.device.id
     hub = readers.hub_access(ctx)
     assert hub is not None  # required: PreconditionFailed when the hub is missing
-    manager = ctx.clients.registry_manager(hub.connection_string)
+    manager = ctx.clients.registry_manager(hub)
     device = readers.device_identity(manager, device_id)
     if device is None:
         return {"state": "missing", "connection_state": None, "code": None, "modules": {},

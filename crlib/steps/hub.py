@@ -1,9 +1,13 @@
 """The resource group and the IoT hub, get-or-create, and the hub's service connection string.
 
 The hub is created (or, with `hub.reuse`, must already exist) and scaled to the SKU and units the
-parameters name. Its `iothubowner` policy is the one later steps need: device identities
-(RegistryWrite) and twins and deployments (ServiceConnect). The connection string built from it
-and the hub's `hostName` is kept in the secret store, never shown.
+parameters name, with local auth disabled or not as `hub.disable_local_auth` says (the hub's
+`disableLocalAuth`). With local auth, its `iothubowner` policy is the one later steps need: device
+identities (RegistryWrite) and twins and deployments (ServiceConnect). The connection string built
+from it and the hub's `hostName` is kept in the secret store, never shown. Without local auth the
+hub refuses its policies' keys: later steps reach it with the site's Entra ID credential (which
+needs IoT Hub Data Contributor on the hub), crlib never lists its keys, and a connection string
+kept from before is deleted from the secret store.
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ from azure.mgmt.iothub import models as hub_models
 
 from ..azure import names, readers
 from ..azure.errors import arm_body, map_exceptions
+from ..azure.removal import secret_deletions
 from ..context import RunContext
 from ..errors import ParameterError, PreconditionFailed
 from ..params import Hub
 from ..plans import Action, FieldChange, StepPlan
-from ..results import StepResult
+from ..results import Status, StepResult
 
 TIERS = {"F1": "Free", "S1": "Standard", "S2": "Standard", "S3": "Standard", "B1": "Basic", "B2": "Basic",
          "B3": "Basic"}
@@ -86,6 +91,11 @@ def _check_parameters(wanted: Hub) -> None:
                                              f"unit{'s' if MAX_UNITS[wanted.sku] > 1 else ''}")
 
 
+def _flag(value: object) -> str:
+    """A boolean as ARM shows it."""
+    return "true" if value else "false"
+
+
 def _sku_fields(old: Any, wanted: Hub) -> list[FieldChange]:
     """The SKU's fields that move (both, for a new hub)."""
     fields = [FieldChange("sku", old.name if old else None, wanted.sku),
@@ -109,35 +119,54 @@ def _plan_create(ctx: RunContext, plan: StepPlan, *, repair: bool) -> None:
     available = None if repair else hubs.check_name_availability(hub_models.OperationInputs(name=wanted.name))
     if available is not None and not available.name_available:
         raise PreconditionFailed("hub.name", f"IoT hub name '{wanted.name}' cannot be used: {available.message}")
-    description = hub_models.IotHubDescription(location=site.location, sku=hub_models.IotHubSkuInfo(
-        name=wanted.sku, capacity=wanted.capacity))
+    description = hub_models.IotHubDescription(
+        location=site.location, sku=hub_models.IotHubSkuInfo(name=wanted.sku, capacity=wanted.capacity),
+        properties=hub_models.IotHubProperties(disable_local_auth=wanted.disable_local_auth))
 
     def create() -> None:
         with map_exceptions("hub", f"creating IoT hub '{wanted.name}'"):
             _written(ctx, plan, hubs.begin_create_or_update(site.resource_group, wanted.name, description).result())
 
+    local_auth = [FieldChange("disableLocalAuth", None, _flag(True))] if wanted.disable_local_auth else []
     plan.created = True
     plan.add(Action.CREATE, "IoT hub", wanted.name, f"create IoT hub '{wanted.name}' "
-             f"({_describe(wanted.sku, wanted.capacity)}) in {site.location}",
-             fields=[*_sku_fields(None, wanted), FieldChange("location", None, site.location)], call=create)
+             f"({_describe(wanted.sku, wanted.capacity)}) in {site.location}"
+             + (" with local auth disabled (Entra ID only)" if wanted.disable_local_auth else ""),
+             fields=[*_sku_fields(None, wanted), FieldChange("location", None, site.location), *local_auth],
+             call=create)
 
 
-def _plan_scale(ctx: RunContext, plan: StepPlan, hub: Any) -> None:
+def _plan_update(ctx: RunContext, plan: StepPlan, hub: Any) -> None:
+    """One PUT for whatever moves: the SKU and units, and disableLocalAuth."""
     wanted = ctx.site.hub
-    _check_sku_change(hub.name, hub.sku.name, wanted.sku)
+    scale = (hub.sku.name, hub.sku.capacity) != (wanted.sku, wanted.capacity)
+    current_auth = readers.local_auth_disabled(hub)
+    if not scale and current_auth == wanted.disable_local_auth:
+        return
+    if scale:
+        _check_sku_change(hub.name, hub.sku.name, wanted.sku)
     # A read-modify-write PUT: the GET's description (which never carries the access policies, so
-    # the hub keeps them) with the new SKU, guarded by its etag. A copy: the read stays as read.
+    # the hub keeps them) with the new values, guarded by its etag. Copies: the read stays as read.
     desired = copy.copy(hub)
     desired.sku = hub_models.IotHubSkuInfo(name=wanted.sku, capacity=wanted.capacity)
+    desired.properties = copy.copy(hub.properties)
+    desired.properties.disable_local_auth = wanted.disable_local_auth
 
-    def scale() -> None:
+    def update() -> None:
         with map_exceptions("hub", f"updating IoT hub '{hub.name}'"):
             _written(ctx, plan, ctx.clients.hubs.iot_hub_resource.begin_create_or_update(
                 ctx.site.resource_group, hub.name, desired, if_match=hub.etag).result())
 
-    plan.add(Action.UPDATE, "IoT hub", hub.name, f"update IoT hub '{hub.name}' from "
-             f"{_describe(hub.sku.name, hub.sku.capacity)} to {_describe(wanted.sku, wanted.capacity)}",
-             fields=_sku_fields(hub.sku, wanted), call=scale)
+    moves, fields = [], []
+    if scale:
+        moves.append(f"from {_describe(hub.sku.name, hub.sku.capacity)} to {_describe(wanted.sku, wanted.capacity)}")
+        fields += _sku_fields(hub.sku, wanted)
+    if current_auth != wanted.disable_local_auth:
+        moves.append("disabling local auth (Entra ID only)" if wanted.disable_local_auth else
+                     "enabling local auth (shared access policies)")
+        fields.append(FieldChange("disableLocalAuth", _flag(current_auth), _flag(wanted.disable_local_auth)))
+    plan.add(Action.UPDATE, "IoT hub", hub.name, f"update IoT hub '{hub.name}' " + ", ".join(moves),
+             fields=fields, call=update)
 
 
 def plan_hub(ctx: RunContext) -> StepPlan:
@@ -149,22 +178,35 @@ def plan_hub(ctx: RunContext) -> StepPlan:
     plan = StepPlan("hub", finish=partial(_hub_result, ctx), made={"hub": hub})
     if hub is None:
         _plan_create(ctx, plan, repair=found is not None)
-        return plan
-    plan.resource_ids.append(hub.id)
-    plan.details |= {"host_name": hub.properties.host_name, "sku": _describe(hub.sku.name, hub.sku.capacity)}
-    if (hub.sku.name, hub.sku.capacity) != (wanted.sku, wanted.capacity):
-        _plan_scale(ctx, plan, hub)
+    else:
+        plan.resource_ids.append(hub.id)
+        plan.details |= {"host_name": hub.properties.host_name, "sku": _describe(hub.sku.name, hub.sku.capacity),
+                         "auth": _auth(readers.local_auth_disabled(hub))}
+        _plan_update(ctx, plan, hub)
+    if wanted.disable_local_auth:
+        # The owner key cannot reach this hub: a connection string kept from before goes.
+        plan.changes += secret_deletions(ctx, [names.HUB_SECRET])
     return plan
 
 
+def _auth(local_auth_disabled: bool) -> str:
+    return "Entra ID (local auth disabled)" if local_auth_disabled else "owner connection string"
+
+
 def _hub_result(ctx: RunContext, plan: StepPlan) -> StepResult:
-    """After the writes: the owner connection string into the secret store (unless it holds it)."""
+    """After the writes: the owner connection string into the secret store (unless it holds it), or,
+    for a hub with local auth disabled, nothing (crlib reaches it with Entra ID)."""
     hub = plan.made["hub"]
     access = readers.hub_access(ctx)
     assert access is not None  # required: the hub exists now
+    details: dict[str, object] = {"host_name": access.host_name, "sku": _describe(hub.sku.name, hub.sku.capacity),
+                                  "auth": _auth(access.entra)}
+    # Deleting a stale connection string alone changes the hub's secrets, not the hub: "updated".
+    status = Status.UPDATED if plan.applied_status() == Status.DELETED else plan.applied_status()
+    if access.connection_string is None:
+        return StepResult("hub", status, [hub.id], plan.summaries, {}, details)
     reference = ctx.keep_secret(names.HUB_SECRET, access.connection_string)
-    return StepResult("hub", plan.applied_status(), [hub.id], plan.summaries, {names.HUB_SECRET: reference},
-                      {"host_name": access.host_name, "sku": _describe(hub.sku.name, hub.sku.capacity)})
+    return StepResult("hub", status, [hub.id], plan.summaries, {names.HUB_SECRET: reference}, details)
 
 
 def ensure_hub(ctx: RunContext, *, plan: bool = False) -> StepResult:

@@ -1,25 +1,93 @@
 """The host provisioning script for a real edge device (Ubuntu 22.04 or 24.04).
 
-It follows Microsoft's "Install IoT Edge for Linux" and "provision with symmetric keys" steps:
-Microsoft's package repository configuration, the Moby engine, aziot-edge, then `iotedge config mp`
-and `iotedge config apply`, `iotedge system status` and `iotedge check`. The script holds no
-secret: it reads the device connection string from a root-only file placed on the device
-beforehand, and refuses to run when that file is readable by anyone but root.
+It follows Microsoft's IoT Edge 1.5 documents: "Install IoT Edge" (Microsoft's package repository,
+the Moby engine, the `local` log driver of the production checklist, aziot-edge) and "Create and
+provision an IoT Edge device on Linux using symmetric keys" (manual provisioning with the device's
+connection string, `iotedge config apply`, `iotedge system status`, `iotedge check`).
+
+The script holds no secret, and puts none on a command line (`ps` shows every process's arguments to
+every local user): it reads the connection string from a root-only staging file placed on the device
+beforehand, writes the `[provisioning]` section of /etc/aziot/config.toml from it with shell
+builtins (the "Manual provisioning with connection string" block of Microsoft's config.toml
+template; `iotedge config mp` takes the string as an argument only), and removes the staging file
+once `iotedge config apply` has taken the configuration.
+
+`iotedge check` reports one error on every device that has no deployment yet: "production
+readiness: Edge Hub's storage directory is persisted on the host filesystem - Error / Could not check
+current state of edgeHub container" (check id `edge-hub-storage-mounted-from-host`). Microsoft's
+provisioning documents (how-to-provision-single-device-linux-symmetric, and the x509 and DPS
+variants) call it expected on a newly provisioned device, since edgeHub does not run yet, and say
+that deploying the modules resolves it. The script reads the check's JSON report
+(`iotedge check --output json`), shows that finding as waiting for the deployment, and fails on any
+other error.
 """
 
 from __future__ import annotations
 
 import re
-import shlex
 
 from ..azure.devices import parent_device_endpoint
 from ..azure.names import DEVICE_SECRET
 from ..context import RunContext
 from ..errors import ParameterError
+from ..hosts.check_script import shell_assignment, shell_comment
 
 CONNECTION_STRING_FILE = "/etc/aziot/device-connection-string"
+CONFIG_FILE = "/etc/aziot/config.toml"
 UBUNTU_VERSIONS = {"ubuntu22.04": "22.04", "ubuntu24.04": "24.04"}
+# The `iotedge check --output json` finding Microsoft calls expected until edgeHub runs: (check id, first detail).
+EXPECTED_BEFORE_DEPLOYMENT = (("edge-hub-storage-mounted-from-host", "Could not check current state of edgeHub container"),)
 _HOST = re.compile(r"^[A-Za-z0-9.-]+(:\d{1,5})?$")
+
+# Reads `iotedge check --output json` (`iotedge check --help`: --output text|json); argv: the report
+# file, the check's exit code. The script runs it from a quoted here-document. JSON rather than the
+# text: the report keys each finding by its stable check id, with its result and details
+# ({"checks": {id: {"result": "ok"|"warning"|"error"|"fatal"|..., "details": [...]}}}), where the text
+# is worded for people. python3 comes with every Ubuntu 22.04/24.04 server and cloud image (the
+# script installs it anyway); the program needs nothing beyond its standard library.
+_READ_CHECK_REPORT = r"""
+import json
+import sys
+
+EXPECTED = @EXPECTED@
+try:
+    with open(sys.argv[1]) as report:
+        checks = json.load(report)["checks"]
+    findings = sorted(checks.items())
+except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    sys.exit(f"error: could not read the report of iotedge check --output json: {exc!r}")
+passed, warnings, waiting, errors = [], [], [], []
+for check_id, outcome in findings:
+    if not isinstance(outcome, dict):
+        outcome = {"result": "error", "details": [f"unreadable finding {outcome!r}"]}
+    result = outcome.get("result")
+    details = [str(d) for d in outcome.get("details") or []]
+    first = details[0] if details else ""
+    if result == "ok":
+        passed.append(check_id)
+    elif result == "warning":
+        warnings.append(check_id)
+        print(f"warning: {check_id}: {' / caused by: '.join(details)}")
+    elif result in ("error", "fatal") and (check_id, first) in EXPECTED:
+        waiting.append(check_id)
+        print(f"waiting for the deployment: {check_id}: {first} (expected until the runbook deploys edgeHub)")
+    elif result in ("error", "fatal"):
+        errors.append(check_id)
+        print(f"error: {check_id}: {' / caused by: '.join(details) or result}")
+if int(sys.argv[2]) != 0 and not errors and not waiting:
+    errors.append("(exit code)")
+    print(f"error: iotedge check exited with {sys.argv[2]} without naming a failed check")
+if errors:
+    print(f"iotedge check: {len(errors)} error(s); run sudo iotedge check --verbose for the descriptions")
+    sys.exit(1)
+if waiting:
+    print(f"iotedge check: {len(passed)} passed, {len(warnings)} warning(s), waiting for the deployment: "
+          f"{', '.join(waiting)}")
+elif warnings:
+    print(f"iotedge check: no errors; {len(passed)} passed, {len(warnings)} warning(s) (above)")
+else:
+    print(f"iotedge check: every check passed ({len(passed)})")
+"""
 
 # The body is constant; the values above it are shell-quoted assignments.
 _BODY = r"""
@@ -28,33 +96,51 @@ fail() {
     exit 1
 }
 
+# Tests run this script against a scratch directory standing for the host's root: HOST_ROOT prefixes
+# the host's own files (os-release, /etc/aziot, /etc/docker). On a device it is unset, and sudo's
+# env_reset keeps a caller's value out.
+readonly ROOT=${HOST_ROOT:-}
+readonly STAGED=$ROOT$CONNECTION_STRING_FILE
+readonly CONFIG=$ROOT$CONFIG_FILE
+# Azure IoT Hub's device connection string; the device id is the one this script is for.
+readonly CONNECTION_STRING_FORMAT='^HostName=[A-Za-z0-9.-]+;DeviceId=([^;"\]+);SharedAccessKey=[A-Za-z0-9+/=]+$'
+
 [[ $(id -u) -eq 0 ]] || fail "run this script as root: sudo bash $0"
 
 # shellcheck source=/dev/null
-. /etc/os-release
+. "$ROOT/etc/os-release"
 [[ ${ID:-} == ubuntu && ${VERSION_ID:-} == "$UBUNTU_VERSION" ]] ||
     fail "this script is for Ubuntu $UBUNTU_VERSION; this host runs ${PRETTY_NAME:-an unknown system}"
 
-# The connection string stays in a root-only file: never in this script, never in shell history.
-[[ -f $CONNECTION_STRING_FILE && ! -L $CONNECTION_STRING_FILE ]] ||
-    fail "$CONNECTION_STRING_FILE is missing; create it first (see the top of this script)"
-owner_mode=$(stat -c '%U:%G %a' "$CONNECTION_STRING_FILE")
-[[ $owner_mode == "root:root 600" ]] ||
-    fail "$CONNECTION_STRING_FILE must be owned by root:root with mode 600, not $owner_mode:" \
-        "chown root:root $CONNECTION_STRING_FILE && chmod 600 $CONNECTION_STRING_FILE"
-if ! grep -Eq '^HostName=[^;]+;DeviceId=[^;]+;SharedAccessKey=[^;]+$' "$CONNECTION_STRING_FILE" ||
-    ! grep -Fq ";DeviceId=$DEVICE_ID;" "$CONNECTION_STRING_FILE"; then
-    fail "$CONNECTION_STRING_FILE does not hold the connection string of device $DEVICE_ID"
+workdir=$(mktemp -d)
+trap 'rm -rf "$workdir"' EXIT
+
+# The connection string stays in a root-only file: never in this script, shell history or a command
+# line. A second run, after the staging file is gone, keeps the configuration that holds it.
+connection_string=
+if [[ -e $STAGED || -L $STAGED ]]; then
+    [[ -f $STAGED && ! -L $STAGED ]] || fail "$STAGED must be a regular file, not a link or a directory"
+    owner_mode=$(stat -c '%U:%G %a' -- "$STAGED")
+    [[ $owner_mode == "root:root 600" ]] ||
+        fail "$STAGED must be owned by root:root with mode 600, not $owner_mode:" \
+            "chown root:root $STAGED && chmod 600 $STAGED"
+    IFS= read -r connection_string <"$STAGED" || true
+    connection_string=${connection_string%$'\r'} # pasted from a Windows clipboard
+    if ! [[ $connection_string =~ $CONNECTION_STRING_FORMAT && ${BASH_REMATCH[1]} == "$DEVICE_ID" ]]; then
+        fail "$STAGED does not hold the connection string of device $DEVICE_ID"
+    fi
+elif [[ -f $CONFIG ]] && grep -Fqs -- ";DeviceId=$DEVICE_ID;" "$CONFIG"; then
+    echo "$STAGED is gone and $CONFIG provisions device $DEVICE_ID already: keeping it"
+else
+    fail "$STAGED is missing; create it first (see the top of this script)"
 fi
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
-apt-get install -y ca-certificates wget
+apt-get install -y ca-certificates wget python3
 
 # Microsoft's package repository and signing key.
 if ! dpkg -s packages-microsoft-prod >/dev/null 2>&1; then
-    workdir=$(mktemp -d)
-    trap 'rm -rf "$workdir"' EXIT
     wget -q "https://packages.microsoft.com/config/ubuntu/$UBUNTU_VERSION/packages-microsoft-prod.deb" \
         -O "$workdir/packages-microsoft-prod.deb"
     dpkg -i "$workdir/packages-microsoft-prod.deb"
@@ -67,40 +153,63 @@ if ! command -v dockerd >/dev/null 2>&1; then
 fi
 # Container logs rotate with the "local" driver (the production checklist); an existing daemon
 # configuration is left as it is.
-if [[ ! -e /etc/docker/daemon.json ]]; then
-    mkdir -p /etc/docker
-    printf '{\n    "log-driver": "local"\n}\n' >/etc/docker/daemon.json
+if [[ ! -e $ROOT/etc/docker/daemon.json ]]; then
+    mkdir -p "$ROOT/etc/docker"
+    printf '{\n    "log-driver": "local"\n}\n' >"$ROOT/etc/docker/daemon.json"
     systemctl restart docker
 fi
 
-# IoT Edge and the IoT identity service.
-apt-get install -y aziot-edge
+# IoT Edge and the IoT identity service, both of the same release line: Microsoft's install
+# documents pin a version with apt's package=version form, the same for both packages.
+apt-get install -y aziot-edge="$IOTEDGE_VERSION.*" aziot-identity-service="$IOTEDGE_VERSION.*"
 
-# Manual provisioning with the device's connection string, read from the root-only file.
-iotedge config mp --connection-string "$(cat "$CONNECTION_STRING_FILE")" --force
-if [[ -n $PARENT_HOSTNAME ]]; then
-    # A nested device reaches IoT Hub and its registry through its parent.
-    sed -i "1i parent_hostname = \"$PARENT_HOSTNAME\"" /etc/aziot/config.toml
+# Manual provisioning with the connection string (the "Manual provisioning with connection string"
+# block of Microsoft's config.toml template). echo and printf are builtins: the string is on no
+# command line. Like `iotedge config mp --force`, this replaces an existing config.toml.
+write_config() {
+    local staging=$CONFIG.crlib-new
+    rm -f -- "$staging"
+    (
+        umask 077
+        {
+            echo "# Written by crlib's provisioning script for device $DEVICE_ID."
+            if [[ -n $PARENT_HOSTNAME ]]; then
+                # A nested device reaches IoT Hub and its registry through its parent.
+                printf 'parent_hostname = "%s"\n\n' "$PARENT_HOSTNAME"
+            fi
+            echo '[provisioning]'
+            echo 'source = "manual"'
+            printf 'connection_string = "%s"\n' "$connection_string"
+        } >"$staging"
+    )
+    mv -f -- "$staging" "$CONFIG"
+}
+
+if [[ -n $connection_string ]]; then
+    mkdir -p "${CONFIG%/*}"
+    write_config
+    iotedge config apply -c "$CONFIG"
+    rm -f -- "$STAGED"
+    echo "removed $STAGED: $CONFIG (root only) holds the connection string now"
 fi
-iotedge config apply
 
 iotedge system status
-if ! iotedge check; then
-    fail "iotedge check found problems (above); fix them and run: sudo iotedge check"
+
+# iotedge check exits non-zero on a device without a deployment (edgeHub does not run yet); its JSON
+# report says which checks failed.
+echo "running iotedge check (about a minute)..."
+check_status=0
+iotedge check --output json >"$workdir/check.json" || check_status=$?
+if ! python3 - "$workdir/check.json" "$check_status" <<'READ_CHECK_REPORT'
+@READ_CHECK_REPORT@
+READ_CHECK_REPORT
+then
+    fail "iotedge check found problems (above); fix them and run: sudo iotedge check --verbose"
 fi
 echo "device $DEVICE_ID is provisioned; modules start once the runbook deploys them"
 """
-
-
-def _assign(name: str, value: str) -> str:
-    line = f"readonly {name}={shlex.quote(value)}"
-    # A device id may hold '$' or '`'; single-quoted it stays literal, which SC2016 asks about.
-    return f"# shellcheck disable=SC2016\n{line}" if any(c in value for c in "$`") else line
-
-
-def _comment(text: str) -> str:
-    """Text for a comment line: control characters (a newline would end the comment) removed."""
-    return "# " + "".join(c for c in text if c.isprintable())
+_BODY = _BODY.replace("@READ_CHECK_REPORT@", _READ_CHECK_REPORT.strip().replace(
+    "@EXPECTED@", repr(set(EXPECTED_BEFORE_DEPLOYMENT))))
 
 
 def provisioning_script(ctx: RunContext, *, parent_hostname: str | None = None) -> str:
@@ -113,21 +222,26 @@ def provisioning_script(ctx: RunContext, *, parent_hostname: str | None = None) 
     if parent_hostname and not _HOST.match(parent_hostname):
         raise ParameterError("parent_hostname", f"'{parent_hostname}' is not a host name")
     store = f"Key Vault {site.secrets.vault_url}" if site.secrets.store == "keyvault" else site.secrets.local_dir
+    runtime = site.device.iotedge_version
     header = [
         "#!/usr/bin/env bash",
-        _comment(f"Installs Azure IoT Edge on Ubuntu {version} and provisions it as device '{site.device.id}'"),
-        _comment(f"of IoT hub '{site.hub.name}' (site '{site.site}'). Generated by crlib; it contains no secret."),
+        shell_comment(f"Installs Azure IoT Edge {runtime} on Ubuntu {version} and provisions it as device "
+                      f"'{site.device.id}'"),
+        shell_comment(f"of IoT hub '{site.hub.name}' (site '{site.site}'). Generated by crlib; it contains no secret."),
         "#",
-        _comment(f"Before running it, put the device connection string (secret '{ctx.secret_name(DEVICE_SECRET)}'"),
-        _comment(f"in {store}) into a file only root can read:"),
+        shell_comment(f"Before running it, put the device connection string (secret '{ctx.secret_name(DEVICE_SECRET)}'"),
+        shell_comment(f"in {store}) into a file only root can read:"),
         f"#   sudo install -d -m 755 {CONNECTION_STRING_FILE.rsplit('/', 1)[0]}",
         f"#   sudo bash -c 'umask 077; cat > {CONNECTION_STRING_FILE}'   # paste it, then Ctrl-D",
         "# then run: sudo bash provision-iotedge.sh",
+        f"# The script moves it into {CONFIG_FILE} (root only) and removes the file.",
         "set -euo pipefail",
         "",
-        _assign("UBUNTU_VERSION", version),
-        _assign("DEVICE_ID", site.device.id),
-        _assign("CONNECTION_STRING_FILE", CONNECTION_STRING_FILE),
-        _assign("PARENT_HOSTNAME", parent_hostname or ""),
+        shell_assignment("UBUNTU_VERSION", version),
+        shell_assignment("IOTEDGE_VERSION", runtime),
+        shell_assignment("DEVICE_ID", site.device.id),
+        shell_assignment("CONNECTION_STRING_FILE", CONNECTION_STRING_FILE),
+        shell_assignment("CONFIG_FILE", CONFIG_FILE),
+        shell_assignment("PARENT_HOSTNAME", parent_hostname or ""),
     ]
     return "\n".join(header) + "\n" + _BODY

@@ -154,9 +154,15 @@ def make_cloud(status: dict, arm_session: requests.Session | None = None) -> Clo
     return Cloud(status, acr_client, hubs, rg, registry, cs)
 
 
+QUICKSTART_PROXY_ENV = {"NGINX_DEFAULT_PORT": "8000", "CONNECTED_ACR_ROUTE_ADDRESS": "connectedRegistry:8080"}
+QUICKSTART_PROXY_PORTS = {"8000/tcp": [{"HostPort": "8000"}]}
+
+
 def manifest(cloud: Cloud, *, pull_token: tuple[str, str], connection_string: str | None,
-             images: dict[str, str] = MODULE_IMAGES, api_proxy: bool = True, schema: str = "1.1") -> dict:
-    """An IoT Edge deployment manifest like the quickstart's."""
+             images: dict[str, str] = MODULE_IMAGES, api_proxy: bool = True, schema: str = "1.1",
+             proxy_env: dict[str, str] | None = None, proxy_ports: dict | None = None) -> dict:
+    """An IoT Edge deployment manifest like the quickstart's; `proxy_env` and `proxy_ports` replace
+    the API proxy's environment and port bindings."""
     login = cloud.registry.login_server
 
     def image(repo: str) -> str:
@@ -173,9 +179,8 @@ def manifest(cloud: Cloud, *, pull_token: tuple[str, str], connection_string: st
         modules["IoTEdgeAPIProxy"] = {
             "type": "docker", "status": "running", "restartPolicy": "always", "version": "1.0",
             "settings": {"image": image("azureiotedge-api-proxy"), "createOptions": json.dumps(
-                {"HostConfig": {"PortBindings": {"8000/tcp": [{"HostPort": "8000"}]}}})},
-            "env": {"NGINX_DEFAULT_PORT": {"value": "8000"},
-                    "CONNECTED_ACR_ROUTE_ADDRESS": {"value": "connectedRegistry:8080"}}}
+                {"HostConfig": {"PortBindings": QUICKSTART_PROXY_PORTS if proxy_ports is None else proxy_ports}})},
+            "env": {k: {"value": v} for k, v in (QUICKSTART_PROXY_ENV if proxy_env is None else proxy_env).items()}}
     return {
         "$edgeAgent": {"properties.desired": {
             "schemaVersion": schema,
@@ -194,6 +199,13 @@ def manifest(cloud: Cloud, *, pull_token: tuple[str, str], connection_string: st
 
 def provision(status: dict, connection_string: str, parent_hostname: str | None = None) -> dict:
     return control.provision_device(status, connection_string, parent_hostname=parent_hostname)
+
+
+def device_address(status: dict, device_id: str) -> tuple[str, str]:
+    """Where the device's API proxy answers and the root CA to trust there, as its operator knows
+    them from provisioning the host (ARM's loginServer of a connected registry is not a route to it)."""
+    shown = control.device_show(status, device_id)
+    return shown["address"], shown["ca_cert"]
 
 
 def all_running(reported: dict, version: int | None = None) -> bool:

@@ -12,6 +12,7 @@ import pytest
 from dxf import exceptions as dxf_errors
 from edge_story import (
     all_running,
+    device_address,
     dxf_client,
     manifest,
     provision,
@@ -84,13 +85,13 @@ def test_read_write_story(cloud, pull_token):
     for module in reported["modules"].values():
         assert module["exitCode"] == 0 and module["restartCount"] == 0 and module["lastStartTimeUtc"]
         assert module["settings"]["image"].startswith(cloud.registry.login_server)
-    cr = wait_online(cloud, name)
+    wait_online(cloud, name)
     first_sync = wait_for(lambda: cloud.get_connected_registry(name).parent.sync_properties.last_sync_time,
                           what="a first sync")
-    endpoint = cr.login_server.host
+    endpoint, device_ca = device_address(cloud.status, device_id)
     assert endpoint.startswith("127.0.0.1:")
     # Pull the synced image through the device endpoint with the attached client token.
-    device = dxf_client(endpoint, "hello-world", cloud.ca, reader.name, reader_password)
+    device = dxf_client(endpoint, "hello-world", device_ca, reader.name, reader_password)
     cloud_reader = dxf_client(cloud.registry.login_server, "hello-world", cloud.ca, reader.name, reader_password)
     assert device.get_digest("latest") == cloud_reader.get_digest("latest")
     # Push there; after the next sync it is in the cloud registry.
@@ -107,10 +108,11 @@ def test_read_only_story_refuses_push(cloud, pull_token):
     reader, password = client_token(cloud, ["repositories/hello-world/content/read",
                                             "repositories/hello-world/content/write",
                                             "repositories/hello-world/metadata/read"])
-    _, name, _ = deploy_connected_registry(cloud, pull_token, "ReadOnly", client_tokens=[reader.id])
-    cr = wait_online(cloud, name)
+    device_id, name, _ = deploy_connected_registry(cloud, pull_token, "ReadOnly", client_tokens=[reader.id])
+    wait_online(cloud, name)
     wait_for(lambda: cloud.get_connected_registry(name).parent.sync_properties.last_sync_time, what="a sync")
-    device = dxf_client(cr.login_server.host, "hello-world", cloud.ca, reader.name, password)
+    host, ca = device_address(cloud.status, device_id)
+    device = dxf_client(host, "hello-world", ca, reader.name, password)
     assert "latest" in device.list_aliases()
     with pytest.raises(HTTPError) as refused:
         push_small_image(device, "nope", "refused")
@@ -122,13 +124,13 @@ def test_read_only_story_refuses_push(cloud, pull_token):
 def test_unattached_client_token_is_refused_at_the_device_endpoint(cloud, pull_token):
     attached, attached_password = client_token(cloud, ["repositories/hello-world/content/read"])
     stranger, stranger_password = client_token(cloud, ["repositories/hello-world/content/read"])
-    _, name, _ = deploy_connected_registry(cloud, pull_token, "ReadOnly", client_tokens=[attached.id])
-    cr = wait_online(cloud, name)
+    device_id, name, _ = deploy_connected_registry(cloud, pull_token, "ReadOnly", client_tokens=[attached.id])
+    wait_online(cloud, name)
     wait_for(lambda: cloud.get_connected_registry(name).parent.sync_properties.last_sync_time, what="a sync")
-    host = cr.login_server.host
-    assert dxf_client(host, "hello-world", cloud.ca, attached.name, attached_password).get_digest("latest")
+    host, ca = device_address(cloud.status, device_id)
+    assert dxf_client(host, "hello-world", ca, attached.name, attached_password).get_digest("latest")
     with pytest.raises(dxf_errors.DXFUnauthorizedError):
-        dxf_client(host, "hello-world", cloud.ca, stranger.name, stranger_password).get_digest("latest")
+        dxf_client(host, "hello-world", ca, stranger.name, stranger_password).get_digest("latest")
 
 
 def test_syncs_follow_the_cron_schedule(cloud, pull_token):
@@ -154,16 +156,17 @@ def test_syncs_follow_the_cron_schedule(cloud, pull_token):
 def test_device_endpoint_access_matrix(cloud, pull_token):
     """A client token with content/read on one repository at the device endpoint."""
     reader, password = client_token(cloud, ["repositories/hello-world/content/read"])
-    _, name, _ = deploy_connected_registry(cloud, pull_token, "ReadWrite", client_tokens=[reader.id])
-    host = wait_online(cloud, name).login_server.host
+    device_id, name, _ = deploy_connected_registry(cloud, pull_token, "ReadWrite", client_tokens=[reader.id])
+    wait_online(cloud, name)
+    host, ca = device_address(cloud.status, device_id)
     wait_fresh_sync(cloud, name)
-    allowed = dxf_client(host, "hello-world", cloud.ca, reader.name, password)
+    allowed = dxf_client(host, "hello-world", ca, reader.name, password)
     assert allowed.get_digest("latest")
     with pytest.raises(dxf_errors.DXFUnauthorizedError):
-        dxf_client(host, "acr/connected-registry", cloud.ca, reader.name, password).get_digest("0.8.0")
+        dxf_client(host, "acr/connected-registry", ca, reader.name, password).get_digest("0.8.0")
     with pytest.raises(dxf_errors.DXFUnauthorizedError):
         push_small_image(allowed, "not-allowed", "no content/write")
     new_password = cloud.password(reader, "password1")
     with pytest.raises(dxf_errors.DXFUnauthorizedError):
-        dxf_client(host, "hello-world", cloud.ca, reader.name, password).get_digest("latest")
-    assert dxf_client(host, "hello-world", cloud.ca, reader.name, new_password).get_digest("latest")
+        dxf_client(host, "hello-world", ca, reader.name, password).get_digest("latest")
+    assert dxf_client(host, "hello-world", ca, reader.name, new_password).get_digest("latest")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from azure.mgmt.containerregistry import models as acr
-from edge_story import MODULE_IMAGES, dxf_client, make_cloud, manifest, provision, unique, wait_for
+from edge_story import MODULE_IMAGES, device_address, dxf_client, make_cloud, manifest, provision, unique, wait_for
 from test_device import client_token, deploy_connected_registry, wait_fresh_sync, wait_online
 
 from crlib.sandbox import control
@@ -128,14 +128,15 @@ def test_rotated_sync_password_never_redeployed_goes_offline(cloud, pull_token):
 
 
 def test_client_tokens_take_effect_at_the_next_sync(cloud, pull_token):
-    _, name, _ = deploy_connected_registry(cloud, pull_token, "ReadOnly")
-    cr = wait_online(cloud, name)
+    device_id, name, _ = deploy_connected_registry(cloud, pull_token, "ReadOnly")
+    wait_online(cloud, name)
     wait_for(lambda: cloud.get_connected_registry(name).parent.sync_properties.last_sync_time, what="a sync")
     reader, password = client_token(cloud, ["repositories/hello-world/content/read"])
     cloud.acr.connected_registries.begin_update(cloud.rg, cloud.registry.name, name, acr.ConnectedRegistryUpdateParameters(
         client_token_ids=[reader.id])).result()
     wait_fresh_sync(cloud, name)
-    assert dxf_client(cr.login_server.host, "hello-world", cloud.ca, reader.name, password).get_digest("latest")
+    host, ca = device_address(cloud.status, device_id)
+    assert dxf_client(host, "hello-world", ca, reader.name, password).get_digest("latest")
 
 
 def test_log_level_takes_effect_at_the_next_sync(cloud, pull_token):
@@ -159,29 +160,32 @@ def test_log_level_takes_effect_at_the_next_sync(cloud, pull_token):
 
 
 def test_nested_read_only_child_syncs_through_its_parent(cloud, pull_token):
-    _, parent_name, _ = deploy_connected_registry(cloud, pull_token, "ReadWrite")
+    parent_device, parent_name, _ = deploy_connected_registry(cloud, pull_token, "ReadWrite")
     parent = wait_online(cloud, parent_name)
     wait_for(lambda: cloud.get_connected_registry(parent_name).parent.sync_properties.last_sync_time, what="sync")
+    parent_address, parent_ca = device_address(cloud.status, parent_device)
     child_device, child_name = unique("edge"), unique("cr")
-    provision(cloud.status, cloud.edge_device(child_device), parent_hostname=parent.login_server.host)
+    provision(cloud.status, cloud.edge_device(child_device), parent_hostname=parent_address)
     child, sync_token, password = cloud.connected_registry(child_name, "ReadOnly", ["hello-world"],
                                                            parent_id=parent.id)
-    assert child.parent.sync_properties.gateway_endpoint == parent.login_server.host
-    cs = connection_string(child_name, sync_token.name, password, parent.login_server.host)
+    # ARM does not know where the parent device is: the operator writes its address in.
+    assert child.parent.sync_properties.gateway_endpoint is None
+    cs = connection_string(child_name, sync_token.name, password, parent_address)
     cloud.deploy(child_device, manifest(cloud, pull_token=pull_token, connection_string=cs))
-    child = wait_online(cloud, child_name)
+    wait_online(cloud, child_name)
     wait_for(lambda: cloud.get_connected_registry(child_name).parent.sync_properties.last_sync_time, what="sync")
     reader, reader_password = client_token(cloud, ["repositories/hello-world/content/read"])
     cloud.acr.connected_registries.begin_update(cloud.rg, cloud.registry.name, child_name,
                                                 acr.ConnectedRegistryUpdateParameters(client_token_ids=[reader.id])).result()
-    host = child.login_server.host
-    digest = wait_for(lambda: _digest_or_none(host, cloud, reader.name, reader_password), what="the child serving")
-    assert digest == dxf_client(parent.login_server.host, "hello-world", cloud.ca, sync_token.name,
+    host, child_ca = device_address(cloud.status, child_device)
+    assert child_ca != parent_ca
+    digest = wait_for(lambda: _digest_or_none(host, child_ca, reader.name, reader_password), what="the child serving")
+    assert digest == dxf_client(parent_address, "hello-world", parent_ca, sync_token.name,
                                 password).get_digest("latest")
 
 
-def _digest_or_none(host, cloud, user, password):
+def _digest_or_none(host, ca, user, password):
     try:
-        return dxf_client(host, "hello-world", cloud.ca, user, password).get_digest("latest")
+        return dxf_client(host, "hello-world", ca, user, password).get_digest("latest")
     except Exception:
         return None

@@ -299,10 +299,12 @@ def test_a_device_goes_offline_and_comes_back(status, cloud, pull_token):
     cs = (f"ConnectedRegistryName={name};SyncTokenName={sync_token.name};SyncTokenPassword={password};"
           f"ParentGatewayEndpoint={gateway};ParentEndpointProtocol=https")
     cloud.deploy(device_id, manifest(cloud, pull_token=pull_token, connection_string=cs))
-    online = wait_for(lambda: (lambda c: c if c.connection_state == "Online" else None)(
+    wait_for(lambda: (lambda c: c if c.connection_state == "Online" else None)(
         cloud.get_connected_registry(name)), what="the connected registry Online")
-    endpoint = online.login_server.host
+    shown_device = control.device_show(status, device_id)
+    endpoint = shown_device["address"]
     device_side = plain_session(status)
+    device_side.verify = shown_device["ca_cert"]  # the device serves its own IoT Edge CA's chain
     manager = cloud.registry_manager()
     assert manager.get_device(device_id).connection_state == "Connected"
     assert device_side.get(f"https://{endpoint}/v2/", timeout=5).status_code == 401
@@ -330,4 +332,4 @@ def test_a_device_goes_offline_and_comes_back(status, cloud, pull_token):
     wait_for(lambda: cloud.get_connected_registry(name).connection_state == "Online", what="Online again")
     assert device_side.get(f"https://{endpoint}/v2/", timeout=5).status_code == 401
     (device,) = [d for d in control.edge_devices(status) if d["deviceId"] == device_id]
-    assert device["offline"] is False and device["endpoint"] == endpoint
+    assert device["offline"] is False and device["address"] == endpoint and device["listening"] is True

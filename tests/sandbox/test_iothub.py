@@ -1,5 +1,6 @@
 """IoT hubs through azure-mgmt-iothub 4, and each hub's service API through azure-iot-hub 2.7:
-devices, modules, twins, edge configuration content, configurations, queries and SAS checks.
+devices, modules, twins, edge configuration content, configurations, queries, SAS checks, and
+disableLocalAuth with Microsoft Entra ID tokens.
 
 azure-iot-hub is msrest-based and takes no CA argument; its documented msrest setting
 `protocol.config.connection.verify` points it at the sandbox CA (see `service_client`). The
@@ -28,7 +29,13 @@ from azure.iot.hub.models import (
 )
 from azure.iot.hub.sastoken import SasToken
 from azure.mgmt.iothub import IotHubClient
-from azure.mgmt.iothub.models import IotHubDescription, IotHubSkuInfo, OperationInputs, TagsResource
+from azure.mgmt.iothub.models import (
+    IotHubDescription,
+    IotHubProperties,
+    IotHubSkuInfo,
+    OperationInputs,
+    TagsResource,
+)
 from msrest.exceptions import ClientRequestError, HttpOperationError
 
 from crlib.sandbox import control
@@ -578,3 +585,119 @@ def test_device_side_functions_read_and_report(tmp_path):
             device_side.report(sandbox, hub_id, "nobody", None, {"a": 1})
     finally:
         sandbox.store.close()
+
+
+# -- disableLocalAuth and Microsoft Entra ID ----------------------------------------------------------
+def entra_client(cls, hub: Hub, credential, ca_bundle: str):
+    """A service client that signs in with Entra ID tokens for https://iothubs.azure.net."""
+    client = cls.from_token_credential(hub.host, credential)
+    client.protocol.config.connection.verify = ca_bundle
+    return client
+
+
+def auth_journal(sandbox: dict, hub: Hub, since: int = 0) -> list[tuple[str, str, str, bool]]:
+    rows = control.admin(sandbox, "GET", f"/_sandbox/iothub/auth?since={since}")["requests"]
+    return [(r["method"], r["path"], r["scheme"], r["admitted"]) for r in rows if r["host"] == hub.host]
+
+
+def journal_seq(sandbox: dict) -> int:
+    rows = control.admin(sandbox, "GET", "/_sandbox/iothub/auth")["requests"]
+    return rows[-1]["seq"] if rows else 0
+
+
+def set_local_auth(mgmt: IotHubClient, hub: Hub, disabled: bool) -> IotHubDescription:
+    """A read-modify-write PUT of the hub with disableLocalAuth set."""
+    current = mgmt.iot_hub_resource.get(hub.rg, hub.name)
+    current.properties.disable_local_auth = disabled
+    return mgmt.iot_hub_resource.begin_create_or_update(hub.rg, hub.name, current, if_match=current.etag).result()
+
+
+def test_disable_local_auth_is_an_arm_property_of_the_hub(mgmt, arm):
+    rg = make_group(arm)
+    plain = create_hub(mgmt, rg)
+    assert plain.properties.disable_local_auth is False  # Azure shows false on a hub that never set it
+    description = IotHubDescription(location="westus", sku=IotHubSkuInfo(name="S1", capacity=1),
+                                    properties=IotHubProperties(disable_local_auth=True))
+    strict = mgmt.iot_hub_resource.begin_create_or_update(rg, unique("hub"), description).result()
+    assert strict.properties.disable_local_auth is True
+    assert mgmt.iot_hub_resource.get(rg, strict.name).properties.disable_local_auth is True
+    # An update turns it off and on; a PUT that leaves it out turns local auth back on.
+    hub = hub_of(mgmt, rg, plain)
+    assert set_local_auth(mgmt, hub, True).properties.disable_local_auth is True
+    assert mgmt.iot_hub_resource.get(rg, plain.name).properties.disable_local_auth is True
+    body = arm.request("GET", f"/subscriptions/{{sub}}/resourceGroups/{rg}/providers/Microsoft.Devices/IotHubs/"
+                              f"{plain.name}", api_version="2023-06-30").json()
+    assert body["properties"]["disableLocalAuth"] is True
+    body["properties"].pop("disableLocalAuth")
+    path = f"/subscriptions/{{sub}}/resourceGroups/{rg}/providers/Microsoft.Devices/IotHubs/{plain.name}"
+    put = arm.request("PUT", path, api_version="2023-06-30", json=body)
+    assert put.status_code == 200 and put.json()["properties"]["disableLocalAuth"] is False
+    body["properties"]["disableLocalAuth"] = "yes"
+    wrong = arm.request("PUT", path, api_version="2023-06-30", json=body)
+    assert wrong.status_code == 400 and wrong.json()["code"] == "InvalidProperties"
+
+
+def test_a_hub_without_local_auth_refuses_policy_sas_and_takes_entra_and_device_sas(mgmt, arm, credential, sandbox):
+    ca = sandbox["ca_bundle"]
+    rg = make_group(arm)
+    hub = hub_of(mgmt, rg, create_hub(mgmt, rg))
+    owner = service_client(IoTHubRegistryManager, hub, ca)
+    device_id = unique("dev")
+    device_key = owner.create_device_with_sas(device_id, "", "", "enabled").authentication.symmetric_key.primary_key
+    # Entra ID works on any hub: IoT Hub takes both by default.
+    assert entra_client(IoTHubRegistryManager, hub, credential, ca).get_device(device_id).device_id == device_id
+
+    set_local_auth(mgmt, hub, True)
+    since = journal_seq(sandbox)
+    # Every shared access policy's key is refused, whatever its rights, as IoT Hub refuses it.
+    for policy in RIGHTS:
+        refusal = refused(service_client(IoTHubRegistryManager, hub, ca, policy).get_device, device_id)
+        assert refusal.status_code == 401 and error_code(refusal) == "IotHubUnauthorizedAccess"
+        assert refusal.json()["Message"] == "ErrorCode:IotHubUnauthorizedAccess;Unauthorized"
+    # The policies and their keys remain: listKeys still lists them (their use is what is refused).
+    assert {k.key_name: k.primary_key for k in mgmt.iot_hub_resource.list_keys(rg, hub.name)} == hub.keys
+
+    # Entra ID tokens for IoT Hub's resource reach registry, twins and configurations.
+    registry = entra_client(IoTHubRegistryManager, hub, credential, ca)
+    created = registry.create_device_with_sas(unique("dev"), "", "", "enabled")
+    assert registry.get_twin(created.device_id).device_id == created.device_id
+    configs = entra_client(IoTHubConfigurationManager, hub, credential, ca)
+    configs.apply_configuration_on_edge_device(
+        registry.create_device_with_sas(unique("edge"), "", "", "enabled", iot_edge=True).device_id,
+        ConfigurationContent(modules_content=edge_manifest("entra")))
+    assert isinstance(configs.get_configurations(), list)
+    # A token for another audience (ARM's) or none at all is refused.
+    arm_token = credential.get_token("https://management.azure.com/.default").token
+    assert raw(hub, ca, "GET", "/devices", f"Bearer {arm_token}").status_code == 401
+    assert raw(hub, ca, "GET", "/devices", "Bearer ").status_code == 401
+    iothub_token = credential.get_token("https://iothubs.azure.net/.default").token
+    assert raw(hub, ca, "GET", "/devices", f"Bearer {iothub_token}").status_code == 200
+
+    # A device's own key is not a hub-scoped key: disableLocalAuth leaves device SAS alone.
+    device_token = str(SasToken(f"{hub.host}/devices/{device_id}", device_key))
+    assert raw(hub, ca, "GET", f"/twins/{device_id}", device_token).status_code == 200
+
+    journal = auth_journal(sandbox, hub, since)
+    assert [(s, a) for _, _, s, a in journal if s == "policy-sas"] == [("policy-sas", False)] * len(RIGHTS)
+    assert ("GET", f"/twins/{device_id}", "device-sas", True) in journal
+    assert ("GET", "/devices", "entra", True) in journal and ("GET", "/devices", "entra", False) in journal
+
+    # Local auth back on: the same keys work again.
+    set_local_auth(mgmt, hub, False)
+    assert owner.get_device(device_id).device_id == device_id
+
+
+def test_disable_device_sas_is_a_separate_property(mgmt, arm, sandbox):
+    ca = sandbox["ca_bundle"]
+    rg = make_group(arm)
+    hub = hub_of(mgmt, rg, create_hub(mgmt, rg))
+    device_id = unique("dev")
+    key = service_client(IoTHubRegistryManager, hub, ca).create_device_with_sas(
+        device_id, "", "", "enabled").authentication.symmetric_key.primary_key
+    current = mgmt.iot_hub_resource.get(rg, hub.name)
+    current.properties.disable_device_sas = True
+    mgmt.iot_hub_resource.begin_create_or_update(rg, hub.name, current, if_match=current.etag).result()
+    token = str(SasToken(f"{hub.host}/devices/{device_id}", key))
+    assert raw(hub, ca, "GET", f"/twins/{device_id}", token).status_code == 401
+    # ... and leaves the policies alone.
+    assert service_client(IoTHubRegistryManager, hub, ca).get_device(device_id).device_id == device_id

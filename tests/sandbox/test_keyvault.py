@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 import requests
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.keyvault.secrets import SecretClient
 
 from crlib.sandbox import control
@@ -99,3 +99,60 @@ def test_tokens_for_other_audiences_are_refused(sandbox, arm_token, credential):
     response = session.get(url, params={"api-version": "1999-01-01"},
                            headers={"Authorization": f"Bearer {vault_token}"})
     assert response.status_code == 400
+
+
+def test_a_deleted_name_is_refused_until_recovered_with_the_inner_error_key_vault_sends(sandbox, client, credential):
+    name = _name()
+    first = client.set_secret(name, "before-teardown", tags={"site": "lab"})
+    client.set_secret(name, "second-version")
+    client.begin_delete_secret(name).wait()
+
+    # The wire shape: 409, code Conflict, the reason in innererror (KeyVaultError's nested Error).
+    token = credential.get_token("https://vault.azure.net/.default").token
+    response = _raw(sandbox).put(sandbox["key_vault_url"] + f"secrets/{name}", params={"api-version": "7.6"},
+                                 json={"value": "again"}, headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 409
+    error = response.json()["error"]
+    assert error["code"] == "Conflict"
+    assert error["innererror"] == {"code": "ObjectIsDeletedButRecoverable"}
+    assert "deleted but recoverable state" in error["message"]
+    # ...and as azure-core surfaces it.
+    with pytest.raises(ResourceExistsError) as refused:
+        client.set_secret(name, "again")
+    assert refused.value.error.code == "Conflict"
+    assert refused.value.error.innererror == {"code": "ObjectIsDeletedButRecoverable"}
+
+    listed = {d.name: d for d in client.list_deleted_secrets()}
+    assert name in listed
+    assert listed[name].recovery_id == f"{sandbox['key_vault_url']}deletedsecrets/{name}"
+    assert listed[name].deleted_date and listed[name].scheduled_purge_date > listed[name].deleted_date
+
+    poller = client.begin_recover_deleted_secret(name)
+    recovered = poller.result()
+    assert recovered.name == name and recovered.version != first.properties.version  # the latest version
+    poller.wait()
+    assert poller.done()
+    # Every version and its tags come back; the deleted collection no longer holds it.
+    assert client.get_secret(name).value == "second-version"
+    assert client.get_secret(name, first.properties.version).properties.tags == {"site": "lab"}
+    assert len(list(client.list_properties_of_secret_versions(name))) == 2
+    assert name not in {d.name for d in client.list_deleted_secrets()}
+    with pytest.raises(ResourceNotFoundError):
+        client.get_deleted_secret(name)
+    assert client.set_secret(name, "after-recovery").value == "after-recovery"
+
+
+def test_recovering_or_purging_what_is_not_deleted_is_not_found(client):
+    name = _name()
+    with pytest.raises(ResourceNotFoundError):
+        client.begin_recover_deleted_secret(name)
+    client.set_secret(name, "still-here")
+    with pytest.raises(ResourceNotFoundError):
+        client.begin_recover_deleted_secret(name)
+    with pytest.raises(ResourceNotFoundError):
+        client.purge_deleted_secret(name)
+    client.begin_delete_secret(name).wait()
+    client.purge_deleted_secret(name)
+    assert name not in {d.name for d in client.list_deleted_secrets()}
+    with pytest.raises(ResourceNotFoundError):
+        client.begin_recover_deleted_secret(name)

@@ -9,6 +9,11 @@ from testkit import site_data
 from crlib import params
 from crlib.context import open_context
 from crlib.secrets import LocalSecretStore
+from crlib.steps.deploy import ensure_deployment
+from crlib.steps.manifest import ensure_manifest
+from crlib.steps.teardown import teardown
+
+DEPLOY_TIMEOUT = 60  # real seconds; the sandbox's device clock runs at 60x
 
 
 @pytest.fixture
@@ -28,3 +33,26 @@ def make_context(tmp_path):
         return open_context(site, secrets=LocalSecretStore(tmp_path / "secrets"))
 
     return make
+
+
+@pytest.fixture
+def torn_down():
+    """Register contexts to tear down after the test: their devices would keep syncing in the
+    background, and other tests' request logs would see it."""
+    contexts = []
+    yield contexts.append
+    for ctx in contexts:
+        teardown(ctx, delete_hub=True, delete_registry=True)
+
+
+@pytest.fixture
+def deployed(make_site, make_context, torn_down):
+    def deploy(**overrides):
+        from test_manifest import build_upstream  # a test module's helper: imported when used
+
+        ctx = build_upstream(make_context(make_site(**overrides)))
+        torn_down(ctx)
+        ensure_manifest(ctx)
+        return ctx, ensure_deployment(ctx, timeout=DEPLOY_TIMEOUT)
+
+    return deploy

@@ -30,27 +30,6 @@ from crlib.steps.teardown import delete_connected_registry, teardown
 TIMEOUT = 60  # real seconds; the sandbox's device clock runs at 60x
 
 
-@pytest.fixture
-def torn_down():
-    """Register contexts to tear down after the test: their devices would keep syncing in the
-    background, and other tests' request logs would see it."""
-    contexts = []
-    yield contexts.append
-    for ctx in contexts:
-        teardown(ctx, delete_hub=True, delete_registry=True)
-
-
-@pytest.fixture
-def deployed(make_site, make_context, torn_down):
-    def deploy(**overrides):
-        ctx = build_upstream(make_context(make_site(**overrides)))
-        torn_down(ctx)
-        ensure_manifest(ctx)
-        return ctx, ensure_deployment(ctx, timeout=TIMEOUT)
-
-    return deploy
-
-
 def desired(ctx) -> dict:
     host = deployment_host(ctx)
     return host.current([EDGE_AGENT, EDGE_HUB])
@@ -168,7 +147,7 @@ def test_a_module_image_never_imported_times_out_naming_the_module_in_backoff(ma
 def test_checks_need_a_device_endpoint_and_a_client_token_password(make_site, make_context, sandbox):
     ctx = build_upstream(make_context(make_site()))
     log = log_from_now(sandbox)
-    with pytest.raises(PreconditionFailed, match="reports no device endpoint"):
+    with pytest.raises(PreconditionFailed, match="has no device"):
         run_checks(ctx)
     token = ctx.site.client_access.tokens[0].name
     ctx.secrets.delete(ctx.secret_name(f"client-token-{token}"))

@@ -11,6 +11,7 @@ from azure.iot.hub.models import ConfigurationContent
 from testkit import wait_for
 
 from crlib import params
+from crlib.azure import readers
 from crlib.azure.names import DEVICE_SECRET, HUB_SECRET
 from crlib.errors import ParameterError, PreconditionFailed
 from crlib.results import Status
@@ -54,7 +55,7 @@ def with_hub(make_site, make_context):
 
 
 def registry_manager(ctx):
-    return ctx.clients.registry_manager(ctx.get_secret(HUB_SECRET))
+    return ctx.clients.registry_manager(readers.hub_access(ctx))
 
 
 # -- resource group and hub -----------------------------------------------------------------------------
@@ -266,7 +267,7 @@ def test_readiness_names_the_module_that_does_not_run(with_hub):
         system["edgeHub"] |= {"status": "running", "restartPolicy": "always"}
         custom = {name: {"type": "docker", "status": "running", "restartPolicy": "always", "version": "1.0",
                          "settings": {"image": image, "createOptions": ""}} for name, image in modules.items()}
-        ctx.clients.configuration_manager(ctx.get_secret(HUB_SECRET)).apply_configuration_on_edge_device(
+        ctx.clients.configuration_manager(readers.hub_access(ctx)).apply_configuration_on_edge_device(
             site.device.id, ConfigurationContent(modules_content={
                 "$edgeAgent": {"properties.desired": {"schemaVersion": "1.1", "runtime": {
                     "type": "docker", "settings": {}}, "systemModules": system, "modules": custom}},
@@ -296,10 +297,11 @@ def test_a_nested_device_needs_its_parent_connected_registry(with_hub, make_cont
         provision_device(child_ctx)
     assert unnamed.value.field == "connected_registry.parent"
 
+    # The parent device's address is what the child needs; the sandbox knows it once the parent is provisioned.
     named = variant(child, connected_registry=child.connected_registry.model_dump() | {"parent": "parentcr1"})
     with pytest.raises(PreconditionFailed) as missing:
         provision_device(make_context(named))
-    assert missing.value.subject == "connected_registry.parent" and "parentcr1" in str(missing.value)
+    assert missing.value.subject == "device.parent_device" and site.device.id in str(missing.value)
 
 
 # -- the host provisioning script ---------------------------------------------------------------------------------
@@ -333,7 +335,8 @@ def test_the_provisioning_script_reads_the_connection_string_from_a_root_only_fi
     assert key not in script and ctx.get_secret(DEVICE_SECRET) not in script
     assert f"readonly CONNECTION_STRING_FILE={CONNECTION_STRING_FILE}" in script
     assert '[[ $owner_mode == "root:root 600" ]]' in script
-    assert 'iotedge config mp --connection-string "$(cat "$CONNECTION_STRING_FILE")" --force' in script
+    assert "--connection-string" not in script  # argv is visible to every local user
+    assert 'printf \'connection_string = "%s"\\n\' "$connection_string"' in script
     assert f"secret 'crlib-{site.site}-{DEVICE_SECRET}'" in script
 
 

@@ -41,6 +41,9 @@ def test_store_contract(store):
     assert store.get(name) is None
     store.delete(name)  # deleting what is gone is fine
     assert store.get(name) is None
+    store.set(name, "after-delete")  # a deleted name can be set again (Key Vault: recovered first)
+    assert store.get(name) == "after-delete"
+    assert name in store.names("contract-")
     for bad in ["has space", "a/b", "", "x" * 128, "under_score"]:
         with pytest.raises(ValueError):
             store.get(bad)
@@ -48,6 +51,24 @@ def test_store_contract(store):
             store.set(bad, "value-123")
         with pytest.raises(ValueError):
             store.delete(bad)
+
+
+def test_keyvault_set_on_a_soft_deleted_name_recovers_it_then_adds_a_version(make_site, vault_client, request_log):
+    store = open_context(make_site(secrets={"store": "keyvault"})).secrets
+    name = f"rerun-{uuid.uuid4().hex[:10]}"
+    store.set(name, "first-run")
+    store.delete(name)
+    assert name in {d.name for d in vault_client.list_deleted_secrets()}
+    store.set(name, "second-run")
+    assert vault_client.get_secret(name).value == "second-run"
+    # Recovered, not purged: the first run's version is still there, and the name left the deleted list.
+    assert len(list(vault_client.list_properties_of_secret_versions(name))) == 2
+    assert name not in {d.name for d in vault_client.list_deleted_secrets()}
+    calls = [(r["method"], r["path"], r["status"]) for r in request_log() if r["service"] == "keyvault"
+             and r["path"].endswith((f"/{name}", f"/{name}/recover"))]
+    assert ("PUT", f"/secrets/{name}", 409) in calls, calls
+    assert ("POST", f"/deletedsecrets/{name}/recover", 200) in calls, calls
+    assert calls[-1] == ("PUT", f"/secrets/{name}", 200), calls
 
 
 def test_local_store_files_are_private(tmp_path):

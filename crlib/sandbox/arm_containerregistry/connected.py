@@ -57,12 +57,13 @@ def render_connected_registry(sandbox: Sandbox, doc: dict) -> dict:
 
 
 def _gateway_endpoint(sandbox: Sandbox, doc: dict) -> str | None:
-    """Where this connected registry syncs from: the cloud registry's data endpoint, or the
-    login server its parent connected registry reported."""
-    parent_id = doc["properties"]["parent"].get("id")
-    if parent_id:
-        parent = sandbox.store.get(parent_id)
-        return parent["properties"]["loginServer"].get("host") if parent else None
+    """Where this connected registry syncs from: the cloud registry's data endpoint. For a child
+    of a connected registry ARM names none: Azure cannot know the parent device's address, and
+    Microsoft's docs have the operator write it in (`ParentGatewayEndpoint=<parent gateway endpoint>`
+    in `az acr connected-registry install` output; `$IOTEDGE_PARENTHOSTNAME:8000` in the nested
+    IoT Edge tutorial)."""
+    if doc["properties"]["parent"].get("id"):
+        return None
     registry = sandbox.store.get(parent_key(CONNECTED_REGISTRY_TYPE, doc["id"]))
     hosts = registry["properties"]["dataEndpointHostNames"] if registry else []
     return hosts[0] if hosts else None
@@ -174,7 +175,8 @@ def put_connected_registry(sandbox: Sandbox, registry: dict, name: str, body: ob
         "connectionState": "Offline",
         "activation": {"status": "Inactive"},
         "parent": ({"id": parent["id"]} if parent else {}) | {"syncProperties": sync},
-        "loginServer": {"tls": {"certificate": {}}},  # what Azure shows until the registry reports its host
+        # Microsoft's samples show no host here, and the simulated device reports none (docs/sandbox.md).
+        "loginServer": {"tls": {"certificate": {}}},
         "logging": _logging(given.get("logging"), DEFAULT_LOGGING),
         "statusDetails": [],
         "garbageCollection": _garbage_collection(given.get("garbageCollection"), DEFAULT_GARBAGE_COLLECTION),

@@ -41,6 +41,10 @@ WRITABLE_PROPERTIES = (
 )
 _OBJECT_PROPERTIES = ("networkRuleSets", "eventHubEndpoints", "routing", "storageEndpoints", "messagingEndpoints",
                       "cloudToDevice")
+# disableLocalAuth: the hub refuses SAS tokens signed with its shared access policies' keys (the
+# policies and listKeys stay; only their use on the service API is refused: iothub_service.auth).
+_BOOLEAN_PROPERTIES = ("disableLocalAuth", "disableDeviceSAS", "disableModuleSAS", "restrictOutboundNetworkAccess",
+                       "enableFileUploadNotifications", "enableDataResidency")
 DEFAULT_PARTITIONS = 4
 
 
@@ -141,6 +145,12 @@ def _properties(body: dict, name: str, current: dict | None = None) -> dict:
     for key in _OBJECT_PROPERTIES:
         if not isinstance(props.get(key, {}), dict):
             raise RpError(400, "InvalidProperties", f"properties.{key} must be an object.")
+    for key in _BOOLEAN_PROPERTIES:
+        if not isinstance(props.get(key, False), bool):
+            raise RpError(400, "InvalidProperties", f"properties.{key} must be true or false.")
+    # A PUT replaces the properties: one that leaves disableLocalAuth out turns local auth back on.
+    # Azure shows it on every hub ("disableLocalAuth": false when it was never set).
+    props.setdefault("disableLocalAuth", False)
     # The partition count is fixed at creation: an update that leaves it out keeps it.
     endpoints = given.get("eventHubEndpoints") or (current or {}).get("eventHubEndpoints")
     props["eventHubEndpoints"] = _event_hub_endpoints(endpoints, name)

@@ -139,6 +139,7 @@ class Router:
 
     async def dispatch(self, request: web.Request, sandbox: Sandbox, host: Host) -> web.StreamResponse:
         started = time.perf_counter()
+        peer = _peer(request)  # read first: a reset fault closes the transport
         # Injected faults (crlib/sandbox/faults.py) answer before the handler, so they write nothing.
         fault = await sandbox.faults.before(self.service, request)
         if fault.response is None:
@@ -150,7 +151,8 @@ class Router:
         sandbox.store.log_request(
             service=self.service, host=request.host, method=request.method, path=request.path,
             api_version=request.query.get("api-version"), status=0 if fault.reset else response.status,
-            wrote=wrote, duration_ms=(time.perf_counter() - started) * 1000,
+            wrote=wrote, duration_ms=(time.perf_counter() - started) * 1000, peer=peer,
+            user_agent=request.headers.get("User-Agent"),
         )
         return response
 
@@ -187,6 +189,15 @@ class Router:
             sandbox.log.exception("unhandled error for %s %s", request.method, request.path)
             response = self.render_error(SandboxError(500, "InternalServerError", repr(exc)))
         return response, wrote
+
+
+def _peer(request: web.Request) -> str | None:
+    """The client's address as "host:port" (IPv6 hosts in brackets), None when the transport is gone."""
+    peername = request.transport.get_extra_info("peername") if request.transport else None
+    if not peername:
+        return None
+    host, port = peername[0], peername[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

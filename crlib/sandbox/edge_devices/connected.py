@@ -5,6 +5,10 @@ ParentGatewayEndpoint over HTTPS, activates once (a second instance gets ALREADY
 the connected registry is deactivated), then syncs on its cron schedule in simulated time:
 ReadOnly pulls the repositories in its sync token's scope; ReadWrite also sends local pushes
 upstream. Client tokens and log level take effect at the next sync.
+
+It reports no `loginServer` host to ARM: the module does not know the address its host is reached
+at (Microsoft's samples and spec examples of a connected registry show none), so clients find the
+device the way its operator does, by the address of the host they provisioned.
 """
 
 from __future__ import annotations
@@ -61,10 +65,10 @@ def _detail(code: str, description: str, now: float) -> dict:
 
 
 class ConnectedRegistryModule:
-    def __init__(self, sandbox: Sandbox, instance_id: str, env: dict[str, str], endpoint: Callable[[], str | None]):
+    def __init__(self, sandbox: Sandbox, instance_id: str, env: dict[str, str], trust: Callable[[], str]):
         self.sandbox = sandbox
         self.instance_id = instance_id
-        self.endpoint = endpoint  # () -> the device endpoint host, or None without an API proxy
+        self.trust = trust  # () -> the CA bundle the device's modules verify servers with
         self.active = False
         self.stopped_reason: str | None = None
         self.next_attempt = 0.0
@@ -101,10 +105,12 @@ class ConnectedRegistryModule:
         if listener.role == "data" and listener.key:
             return listener.key
         if listener.role == ENDPOINT_ROLE and listener.key:
-            parent = self.sandbox.edge.connected_registry_on(listener.key)
-            if parent is None or parent.cr_id is None:
-                raise ModuleFailure("PARENT_NOT_READY", f"The parent connected registry at {host} is not active.")
-            return parent.cr_id.rsplit("/connectedregistries/", 1)[0]
+            try:
+                parent = self.sandbox.edge.routed_registry(listener.key)
+            except SandboxError as exc:
+                raise ModuleFailure("PARENT_NOT_READY", f"The parent gateway {host} answers "
+                                                        f"{exc.status}: {exc.message}") from exc
+            return parent.cr_id.rsplit("/connectedregistries/", 1)[0] if parent.cr_id else ""
         if listener.role == "login":
             raise ModuleFailure("DATA_ENDPOINT_REQUIRED", f"{host} is a login server; connected registries sync "
                                                           "through the registry's dedicated data endpoint.")
@@ -171,8 +177,12 @@ class ConnectedRegistryModule:
         self.cr_id = f"{registry_id}/connectedRegistries/{self.name}".lower()
         doc = self._resource()
         try:
-            await oci_client.check_credentials(self.parent_host, self.credentials, ca_bundle=str(self.sandbox.ca_bundle))
+            await oci_client.check_credentials(self.parent_host, self.credentials, ca_bundle=self.trust())
         except oci_client.PullError as exc:
+            if not str(exc).startswith("unauthorized"):  # TLS or the network, not the token
+                self._record_failure("PARENT_UNREACHABLE", f"Could not sign in at the parent gateway "
+                                                           f"{self.parent_host}: {exc}", now)
+                raise ModuleFailure("PARENT_UNREACHABLE", str(exc)) from exc
             self._record_failure("UNAUTHORIZED", f"Sync token '{self.sync_token}' was refused by "
                                                  f"{self.parent_host}: {exc}", now)
             raise ModuleFailure("UNAUTHORIZED", str(exc)) from exc
@@ -193,20 +203,15 @@ class ConnectedRegistryModule:
             self.sandbox.store.put(f"{self.cr_id}/edge-activation", ACTIVATION,
                                    {"instance": self.instance_id, "activatedAt": iso(now)}, parent=self.cr_id)
             set_runtime_status(self.sandbox, self.cr_id, activation_status="Active", connection_state="Online",
-                               status_details=[], last_activity_time=now, version=MODULE_VERSION,
-                               login_server=self._login_server())
+                               status_details=[], last_activity_time=now, version=MODULE_VERSION)
         self.active = True
         self._last_heartbeat = now
         self.next_sync = None  # sync right away
 
-    def _login_server(self) -> dict:
-        host = self.endpoint()
-        return {"host": host, "tls": {"status": "Enabled"}} if host else {}
-
     def _heartbeat(self, now: float) -> None:
         self._last_heartbeat = now
         with self.sandbox.store.transaction():
-            set_runtime_status(self.sandbox, self._id, last_activity_time=now, login_server=self._login_server())
+            set_runtime_status(self.sandbox, self._id, last_activity_time=now)
 
     # -- sync ----------------------------------------------------------------------------------------
     def _schedule_next(self, doc: dict, now: float) -> None:
@@ -246,8 +251,7 @@ class ConnectedRegistryModule:
             if "unauthorized" in reason:
                 state = "Offline"  # the parent no longer accepts it: as good as unreachable
                 try:
-                    await oci_client.check_credentials(self.parent_host, self.credentials, ca_bundle=str(
-                        self.sandbox.ca_bundle))
+                    await oci_client.check_credentials(self.parent_host, self.credentials, ca_bundle=self.trust())
                 except oci_client.PullError as refusal:
                     reason = str(refusal)
             self._record_failure("SYNC_FAILED", f"Sync with {self.parent_host} failed: {reason}", now, state=state)
@@ -256,7 +260,7 @@ class ConnectedRegistryModule:
         self._last_heartbeat = now
         with self.sandbox.store.transaction():
             set_runtime_status(self.sandbox, self._id, connection_state="Online", status_details=[],
-                               last_activity_time=now, last_sync_time=now, login_server=self._login_server())
+                               last_activity_time=now, last_sync_time=now)
         self._schedule_next(doc, now)
 
     def _synced(self, repo: str) -> dict:
@@ -266,7 +270,7 @@ class ConnectedRegistryModule:
         self.sandbox.store.put(f"{self.cr_id}/edge-sync/{repo}", SYNC_STATE, state, parent=self.cr_id)
 
     async def _pull_repository(self, namespace: Namespace, repo: str) -> None:
-        ca = str(self.sandbox.ca_bundle)
+        ca = self.trust()
         synced = self._synced(repo)
         for tag in await oci_client.tags(self.parent_host, repo, self.credentials, ca_bundle=ca):
             remote = await oci_client.digest_of(self.parent_host, repo, tag, self.credentials, ca_bundle=ca)
@@ -283,7 +287,7 @@ class ConnectedRegistryModule:
                 self._save_synced(repo, synced)
 
     async def _push_local_changes(self, namespace: Namespace) -> None:
-        ca = str(self.sandbox.ca_bundle)
+        ca = self.trust()
         for repo, tags in namespace.images().items():
             synced = self._synced(repo)
             for tag, digest in tags.items():

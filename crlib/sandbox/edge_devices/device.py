@@ -18,7 +18,7 @@ from ..core.errors import SandboxError
 from ..iothub_service import device_side
 from ..iothub_service import models as hub_models
 from ..registry_dataplane.urls import ROUTER as REGISTRY_HOST
-from . import agent, oci_client
+from . import agent, api_proxy, device_ca, models, oci_client
 from .connected import ConnectedRegistryModule, ModuleFailure
 from .models import EDGE_DEVICE, ENDPOINT_ROLE, parse_connection_string
 
@@ -61,6 +61,7 @@ class EdgeDevice:
         self.retry_at: dict[str, float] = {}
         self.connected_registries: dict[str, ConnectedRegistryModule] = {}
         self.reported_modules: set[str] = set()
+        self.api_proxy: api_proxy.ApiProxySettings | None = None  # of the running API proxy
         self._offline = False  # whether the effects of going offline have been applied
         self._task: asyncio.Task | None = None
 
@@ -81,11 +82,27 @@ class EdgeDevice:
     def device_id(self) -> str:
         return self.record["deviceId"]
 
-    def endpoint(self) -> str | None:
-        port = self.record.get("endpointPort")
-        if port and self.sandbox.listener_port(self.key, ENDPOINT_ROLE) == port:
-            return f"127.0.0.1:{port}"
-        return None
+    @property
+    def ca(self) -> device_ca.DeviceCA:
+        return device_ca.DeviceCA(models.ca_directory(self.sandbox, self.record))
+
+    def trust_bundle(self) -> str:
+        """The CAs this device's modules trust: the host's (the sandbox CA stands for the public
+        CAs a host trusts) and, for a nested device, its parent's root CA, as the operator sets
+        trust_bundle_cert in config.toml. A device endpoint of any other device fails TLS."""
+        parent = self._parent_record()
+        if parent is None:
+            return str(self.sandbox.ca_bundle)
+        parent_root = device_ca.DeviceCA(models.ca_directory(self.sandbox, parent)).root_cert
+        return str(device_ca.write_trust_bundle(self.ca, [self.sandbox.ca_bundle, parent_root]))
+
+    def _parent_record(self) -> dict | None:
+        """The parent device, found by the address given at provisioning (the sandbox's records
+        stand for what the operator knows of the parent host)."""
+        host, _, port = (self.record.get("parentHostname") or "").rpartition(":")
+        if host not in ("127.0.0.1", "localhost") or not port.isdigit():
+            return None
+        return models.find_by_port(self.sandbox, int(port))
 
     def _authenticate(self) -> str | None:
         """Why the hub refuses this device, or None when it accepts it."""
@@ -117,6 +134,10 @@ class EdgeDevice:
 
     # -- the loop --------------------------------------------------------------------------------
     def start(self) -> None:
+        if not self.record.get("endpointPort"):  # a record from before ports were reserved
+            self.record["endpointPort"] = models.reserve_port(self.sandbox)
+            self.sandbox.store.put(self.key, EDGE_DEVICE, self.record, parent=self.hub_id)
+        device_ca.ensure(self.ca.directory, self.device_id)
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
@@ -197,18 +218,13 @@ class EdgeDevice:
             if module.active and module.cr_id and self.sandbox.store.get(module.cr_id) is not None:
                 with self.sandbox.store.transaction():
                     set_runtime_status(self.sandbox, module.cr_id, connection_state="Offline")
-        port = self.sandbox.listener_port(self.key, ENDPOINT_ROLE)
-        if port:
-            self.sandbox.close_listener(port)
-            self.sandbox.drop_connections(port)
+        self._close_endpoint()
 
     def _come_back(self) -> None:
         """Reopen the device endpoint if the API proxy runs, and sync at once (which reports
         Online); the step that follows reconnects to the hub."""
         self._offline = False
-        if any(split_image(spec.image)[1].endswith("azureiotedge-api-proxy") and
-               self.modules.get(name, agent.ModuleState("")).runtime_status == "running"
-               for name, spec in self.specs.items()):
+        if self.api_proxy is not None and self.api_proxy.publishes_device_port:
             self._open_endpoint()
         for module in self.connected_registries.values():
             module.next_sync = None
@@ -255,7 +271,7 @@ class EdgeDevice:
         if host in DOCKER_HUB_ALIASES and "/" not in repo:
             repo = f"library/{repo}"
         pulled = await oci_client.pull(self._registry_host(host), repo, reference, credentials,
-                                       ca_bundle=str(self.sandbox.ca_bundle), blobs=self.sandbox.blobs, keep=False)
+                                       ca_bundle=self.trust_bundle(), blobs=self.sandbox.blobs, keep=False)
         return pulled.digest
 
     async def _start_module(self, spec: agent.ModuleSpec) -> None:
@@ -270,6 +286,9 @@ class EdgeDevice:
             return
         if spec.status == "stopped":
             state.runtime_status, state.status_description = "stopped", ""
+            if split_image(spec.image)[1].endswith("azureiotedge-api-proxy"):
+                self.api_proxy = None
+                self._close_endpoint()
             return
         try:
             self._run_module(spec)
@@ -294,9 +313,9 @@ class EdgeDevice:
             if old:
                 old.stop()
             self.connected_registries[spec.name] = ConnectedRegistryModule(
-                self.sandbox, f"{self.key}/{spec.name}", spec.env, self.endpoint)
+                self.sandbox, f"{self.key}/{spec.name}", spec.env, self.trust_bundle)
         elif repo.endswith("azureiotedge-api-proxy"):
-            self._open_endpoint()
+            self._start_api_proxy(spec)
 
     def _stop_module(self, name: str) -> None:
         spec = self.specs.pop(name, None)
@@ -305,17 +324,49 @@ class EdgeDevice:
         if module:
             module.stop()
         if spec and split_image(spec.image)[1].endswith("azureiotedge-api-proxy"):
-            port = self.sandbox.listener_port(self.key, ENDPOINT_ROLE)
-            if port:
-                self.sandbox.close_listener(port)
+            self.api_proxy = None
+            self._close_endpoint()
+
+    def _start_api_proxy(self, spec: agent.ModuleSpec) -> None:
+        """nginx runs whatever its settings; the address answers only when the documented host
+        port is published to the port nginx listens on (otherwise: connection refused)."""
+        self.api_proxy = api_proxy.read(spec.env, spec.create_options)
+        if self.api_proxy.publishes_device_port:
+            self._open_endpoint()
+        else:
+            self._close_endpoint()
 
     def _open_endpoint(self) -> None:
         if self.sandbox.listener_port(self.key, ENDPOINT_ROLE):
             return
-        port = self.sandbox.open_listener(REGISTRY_HOST, self.key, self.record.get("endpointPort") or 0,
-                                          role=ENDPOINT_ROLE)
-        self.record["endpointPort"] = port
-        self.sandbox.store.put(self.key, EDGE_DEVICE, self.record, parent=self.hub_id)
+        reserved = self.record["endpointPort"]
+        port = self.sandbox.open_listener(REGISTRY_HOST, self.key, reserved, role=ENDPOINT_ROLE,
+                                          ssl_context=self.ca.server_context())
+        if port != reserved:  # something else holds the host's port: nothing answers at the address
+            log.warning("device %s: port %s is taken; its address stays unreachable", self.device_id, reserved)
+            self.sandbox.close_listener(port)
+
+    def _close_endpoint(self) -> None:
+        port = self.sandbox.listener_port(self.key, ENDPOINT_ROLE)
+        if port:
+            self.sandbox.close_listener(port)
+            self.sandbox.drop_connections(port)
+
+    def routed_registry(self) -> ConnectedRegistryModule:
+        """The connected registry the API proxy's route reaches; SandboxError 502 as nginx answers
+        when its upstream (CONNECTED_ACR_ROUTE_ADDRESS) is not a running registry, 503 while the
+        registry is not active."""
+        settings = self.api_proxy
+        if settings is None:
+            raise SandboxError(503, "UNAVAILABLE", "The API proxy is not running.")
+        name = settings.routed_module()
+        module = self.connected_registries.get(name) if name else None
+        if module is None:
+            raise SandboxError(502, "BAD_GATEWAY", f"502 Bad Gateway: nginx could not reach the upstream "
+                                                   f"{settings.route or '(CONNECTED_ACR_ROUTE_ADDRESS unset)'}.")
+        if not module.active or module.cr_id is None:
+            raise SandboxError(503, "UNAVAILABLE", "The connected registry on this device is not active.")
+        return module
 
     async def _step_modules(self) -> None:
         now = self.sandbox.clock.time()
@@ -337,10 +388,6 @@ class EdgeDevice:
                 changed = True
         if changed:
             self._summarise()
-
-    def connected_registry(self) -> ConnectedRegistryModule | None:
-        """The running, activated connected registry module, if any."""
-        return next((m for m in self.connected_registries.values() if m.active), None)
 
     # -- reporting -------------------------------------------------------------------------------
     def _summarise(self) -> None:

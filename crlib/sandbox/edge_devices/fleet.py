@@ -1,12 +1,14 @@
 """The simulated devices of one sandbox (`sandbox.edge`): one running EdgeDevice per provisioned
-record, kept in step with the records by a background task."""
+record, kept in step with the records by a background task, which also removes the CA chains of
+records that are gone."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import TYPE_CHECKING
 
-from . import models
+from ..core.errors import SandboxError
+from . import device_ca, models
 from .connected import ConnectedRegistryModule
 from .device import EdgeDevice
 
@@ -34,6 +36,7 @@ class EdgeRuntime:
             else:
                 self.devices[key] = device = EdgeDevice(self.sandbox, record)
                 device.start()
+        device_ca.prune(self.sandbox.state_dir, {models.ca_directory(self.sandbox, r) for r in records.values()})
 
     async def _run(self) -> None:
         while True:
@@ -49,6 +52,11 @@ class EdgeRuntime:
         for device in self.devices.values():
             await device.stop()
 
-    def connected_registry_on(self, device_key: str) -> ConnectedRegistryModule | None:
+    def routed_registry(self, device_key: str) -> ConnectedRegistryModule:
+        """The connected registry a device's API proxy routes to (SandboxError as the proxy answers)."""
         device = self.devices.get(device_key)
-        return device.connected_registry() if device else None
+        if device is None:
+            raise SandboxError(503, "UNAVAILABLE", "The device is not running.")
+        if device.offline:  # a connection kept alive from before it went offline
+            raise SandboxError(503, "UNAVAILABLE", "The device is offline.")
+        return device.routed_registry()

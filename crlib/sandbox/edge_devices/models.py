@@ -1,18 +1,22 @@
 """Provisioned edge devices, as the sandbox keeps them.
 
 A record holds what a real device keeps in /etc/aziot/config.toml (its connection string), the
-port of its device endpoint, and what it last applied. It is keyed under its hub, so deleting the
-hub deletes it.
+port that stands for its host's API proxy port (reserved at provisioning, so its address is known
+before anything runs and stays the same across restarts), where its own CA chain lives, and what
+it last applied. It is keyed under its hub, so deleting the hub deletes it.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import socket
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core.errors import SandboxError
 from ..iothub_service.urls import ROUTER as HUB_SERVICE_API
+from . import device_ca
 
 if TYPE_CHECKING:
     from ..runtime import Sandbox
@@ -66,16 +70,49 @@ def provision(sandbox: Sandbox, connection_string: str) -> dict:
     key = device_record_key(hub_id or parts["HostName"], parts["DeviceId"])
     record = sandbox.store.get(key) or {"deviceId": parts["DeviceId"], "endpointPort": None}
     record.update(hostName=parts["HostName"], hubId=hub_id, connectionString=connection_string, key=key)
+    if not record.get("endpointPort"):
+        record["endpointPort"] = reserve_port(sandbox)
+    device_ca.ensure(ca_directory(sandbox, record), record["deviceId"])
     sandbox.store.put(key, EDGE_DEVICE, record, parent=hub_id)
     return record
+
+
+def reserve_port(sandbox: Sandbox) -> int:
+    """A free loopback port for the device's address (the port is bound only while the API proxy
+    publishes it; until then nothing answers there)."""
+    taken = set(sandbox.hosts) | {r.get("endpointPort") for r in records(sandbox)}
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port not in taken:
+            return port
+
+
+def ca_directory(sandbox: Sandbox, record: dict) -> Path:
+    return device_ca.directory_for(sandbox.state_dir, record["key"], record["deviceId"])
+
+
+def address(record: dict) -> str:
+    """The device's address as its operator knows it: host and the API proxy's published port."""
+    return f"127.0.0.1:{record['endpointPort']}"
+
+
+def find_by_port(sandbox: Sandbox, port: int) -> dict | None:
+    return next((r for r in records(sandbox) if r.get("endpointPort") == port), None)
 
 
 def records(sandbox: Sandbox) -> list[dict]:
     return sandbox.store.by_type(EDGE_DEVICE)
 
 
-def public_view(record: dict, runtime_state: dict | None) -> dict:
-    """What the admin API shows of a device: never its connection string."""
-    view = {"deviceId": record["deviceId"], "hostName": record["hostName"],
-            "endpoint": f"127.0.0.1:{record['endpointPort']}" if record.get("endpointPort") else None}
+def public_view(sandbox: Sandbox, record: dict, runtime_state: dict | None) -> dict:
+    """What the admin API shows of a device: never its connection string. `address` is where the
+    API proxy answers once it runs with the documented port settings; `listening` says whether it
+    does now."""
+    root = device_ca.DeviceCA(ca_directory(sandbox, record)).root_cert
+    view = {"deviceId": record["deviceId"], "hub": record["hostName"], "hostName": record["hostName"],
+            "address": address(record), "ca_cert": str(root.resolve()),
+            "parentHostname": record.get("parentHostname"),
+            "listening": sandbox.listener_port(record["key"], ENDPOINT_ROLE) is not None}
     return view | (runtime_state or {})

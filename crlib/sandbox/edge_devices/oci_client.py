@@ -93,6 +93,8 @@ def describe(exc: Exception, host: str) -> str:
             return f"{error['code'].lower()}: {error['message']}"
         except (ValueError, KeyError, IndexError):
             return f"{exc.response.status_code} from {host}"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return f"TLS verification of {host} failed: its certificate is not issued by a CA this device trusts"
     if isinstance(exc, requests.ConnectionError):
         return f"could not connect to {host}: connection refused or host unreachable"
     return f"{type(exc).__name__}: {exc}"

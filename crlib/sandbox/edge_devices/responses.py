@@ -1,4 +1,4 @@
-"""HTTP layer of the simulated devices: the admin routes that provision them and take them offline,
+"""HTTP layer of the simulated devices: the admin routes that provision, show and take them offline,
 and the resolver of each device endpoint (role "device" on the registry data plane's router)."""
 
 from __future__ import annotations
@@ -29,14 +29,22 @@ def provision(call: Call) -> web.Response:
         record["parentHostname"] = body["parent_hostname"]
         call.sandbox.store.put(record["key"], models.EDGE_DEVICE, record, parent=record.get("hubId"))
     call.sandbox.edge.reconcile()
-    return json_response(models.public_view(record, None), 201)
+    return json_response(models.public_view(call.sandbox, record, None), 201)
+
+
+def _view(sandbox: Sandbox, record: dict) -> dict:
+    device = sandbox.edge.devices.get(record["key"])
+    return models.public_view(sandbox, record, device.view() if device else None)
 
 
 def list_devices(call: Call) -> web.Response:
-    edge = call.sandbox.edge
-    views = [models.public_view(r, edge.devices[r["key"]].view() if r["key"] in edge.devices else None)
-             for r in models.records(call.sandbox)]
-    return json_response({"devices": views})
+    return json_response({"devices": [_view(call.sandbox, r) for r in models.records(call.sandbox)]})
+
+
+def show_device(call: Call) -> web.Response:
+    """One device: its address, the root CA it is trusted with, and what it runs."""
+    record = _find_record(call.sandbox, call.query.get("hub"), call.params["device_id"])
+    return json_response(_view(call.sandbox, record))
 
 
 def _find_record(sandbox: Sandbox, hub: object, device_id: str) -> dict:
@@ -77,14 +85,12 @@ def device_offline(call: Call) -> web.Response:
     sandbox.edge.reconcile()
     device = sandbox.edge.devices[record["key"]]
     device.check_offline()  # at once, so the caller sees the device gone when this returns
-    return json_response(models.public_view(record, device.view()) | {"offlineUntil": iso(record["offlineUntil"])})
+    return json_response(models.public_view(sandbox, record, device.view())
+                         | {"offlineUntil": iso(record["offlineUntil"])})
 
 
 def device_endpoint(call: Call) -> tuple[str, Authority]:
-    device = call.sandbox.edge.devices.get(call.host_key)
-    if device is not None and device.offline:  # a connection kept alive from before it went offline
-        raise SandboxError(503, "UNAVAILABLE", "The device is offline.")
-    module = call.sandbox.edge.connected_registry_on(call.host_key)
-    if module is None or module.cr_id is None:
-        raise SandboxError(503, "UNAVAILABLE", "The connected registry on this device is not running or not active.")
-    return module.cr_id, DeviceEndpointAuthority(call.sandbox, module, call.request.host)
+    """The connected registry behind the API proxy, through its route (502 when it leads nowhere)."""
+    module = call.sandbox.edge.routed_registry(call.host_key)
+    authority = DeviceEndpointAuthority(call.sandbox, module, call.request.host)
+    return authority.namespace, authority

@@ -12,7 +12,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING
 
-from ..core.errors import SandboxError, conflict, not_found
+from ..core.errors import SandboxError, not_found
 
 if TYPE_CHECKING:
     from ..runtime import Sandbox
@@ -22,6 +22,7 @@ SECRET_TYPE = "keyvault.secret"
 DELETED_TYPE = "keyvault.deletedsecret"
 RECOVERY_LEVEL = "Recoverable+Purgeable"
 RECOVERABLE_DAYS = 90
+DELETED_BUT_RECOVERABLE = "ObjectIsDeletedButRecoverable"  # the inner error code of a set on a deleted name
 _NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
 
 
@@ -71,8 +72,10 @@ def set_secret(sandbox: Sandbox, name: str, value: str, *, content_type: str | N
     """Add a new version (the secret's first, or a later one); return the document and the version."""
     check_name(name)
     if sandbox.store.get(_deleted_key(name)) is not None:
-        raise conflict("Conflict", f"Secret {name} is currently in a deleted but recoverable state, and its name "
-                                   "cannot be reused; in this state, the secret can only be recovered or purged.")
+        # Key Vault's answer: 409, code "Conflict", and the reason in the inner error's code.
+        raise SandboxError(409, "Conflict", f"Secret {name} is currently in a deleted but recoverable state, and its "
+                                            "name cannot be reused; in this state, the secret can only be recovered "
+                                            "or purged.", details={"code": DELETED_BUT_RECOVERABLE})
     now = int(time.time())
     entry = {"version": uuid.uuid4().hex, "value": value, "contentType": content_type, "tags": tags,
              "enabled": enabled, "created": now, "updated": now}
@@ -107,3 +110,17 @@ def get_deleted(sandbox: Sandbox, name: str) -> dict:
 def purge(sandbox: Sandbox, name: str) -> None:
     get_deleted(sandbox, name)
     sandbox.store.delete(_deleted_key(name))
+
+
+def list_deleted(sandbox: Sandbox) -> list[dict]:
+    return sandbox.store.by_type(DELETED_TYPE)
+
+
+def recover(sandbox: Sandbox, name: str) -> dict:
+    """Move a deleted secret, every version, back under /secrets (Recover Deleted Secret)."""
+    doc = get_deleted(sandbox, name)
+    doc.pop("deletedDate", None)
+    doc.pop("scheduledPurgeDate", None)
+    sandbox.store.delete(_deleted_key(name))
+    sandbox.store.put(_key(name), SECRET_TYPE, doc)
+    return doc

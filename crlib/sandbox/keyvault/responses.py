@@ -86,6 +86,22 @@ def get_deleted(call: Call):
     return json_response(_deleted(call, models.get_deleted(call.sandbox, call.params["name"])))
 
 
+def list_deleted(call: Call):
+    items = []
+    for doc in models.list_deleted(call.sandbox):
+        deleted = _deleted(call, doc)
+        items.append(_item(call, doc, models.version_of(doc, None)) | {
+            k: deleted[k] for k in ("recoveryId", "deletedDate", "scheduledPurgeDate")})
+    return json_response({"value": items, "nextLink": None})
+
+
+def recover_deleted(call: Call):
+    """A SecretBundle of the recovered secret's latest version, without its value (as in the spec's example)."""
+    doc = models.recover(call.sandbox, call.params["name"])
+    entry = models.version_of(doc, None)
+    return json_response({"id": _secret_id(call, doc, entry)} | _common(entry))
+
+
 def purge_deleted(call: Call):
     models.purge(call.sandbox, call.params["name"])
     return empty(204)

@@ -34,14 +34,20 @@ URLS = [
     ("GET", "/secrets/{name}", responses.get_secret),
     ("GET", "/secrets/{name}/{version}", responses.get_secret),
     ("DELETE", "/secrets/{name}", responses.delete_secret),
+    ("GET", "/deletedsecrets", responses.list_deleted),
     ("GET", "/deletedsecrets/{name}", responses.get_deleted),
+    ("POST", "/deletedsecrets/{name}/recover", responses.recover_deleted),
     ("DELETE", "/deletedsecrets/{name}", responses.purge_deleted),
 ]
 
 
 def render_error(err: SandboxError) -> web.Response:
-    """Key Vault's error envelope: {"error": {"code", "message"}}."""
-    return json_response({"error": {"code": err.code, "message": err.message}}, err.status, err.headers)
+    """Key Vault's error envelope (KeyVaultError): {"error": {"code", "message", "innererror"?}}, where
+    `innererror` is itself an error (`details`, e.g. {"code": "ObjectIsDeletedButRecoverable"})."""
+    error: dict = {"code": err.code, "message": err.message}
+    if isinstance(err.details, dict):
+        error["innererror"] = err.details
+    return json_response({"error": error}, err.status, err.headers)
 
 
 def _challenge(sandbox: Sandbox) -> dict[str, str]:
