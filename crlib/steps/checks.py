@@ -100,7 +100,7 @@ _T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
-class _Wait:
+class SyncWait:
     """How long a check waits: a fixed timeout, or until the next sync window has closed."""
 
     schedule: str
@@ -110,15 +110,15 @@ class _Wait:
     def next_window(self, now: dt.datetime | None = None) -> dt.datetime:
         return croniter(self.schedule, now or dt.datetime.now(dt.UTC)).get_next(dt.datetime)
 
-    def seconds(self) -> float:
+    def seconds(self, now: dt.datetime | None = None) -> float:
         if self.fixed is not None:
             return self.fixed
-        now = dt.datetime.now(dt.UTC)
+        now = now or dt.datetime.now(dt.UTC)
         closes = self.next_window(now) + (self.window or dt.timedelta()) + SYNC_GRACE
         return (closes - now).total_seconds()
 
-    def after_timeout(self) -> str:
-        return f"; the next sync window opens at {self.next_window():%Y-%m-%d %H:%M} UTC (schedule '{self.schedule}'" \
+    def after_timeout(self, now: dt.datetime | None = None) -> str:
+        return f"; the next sync window opens at {self.next_window(now):%Y-%m-%d %H:%M} UTC (schedule '{self.schedule}'" \
                + (f", window {isodate.duration_isoformat(self.window)})" if self.window else ")")
 
 
@@ -129,7 +129,7 @@ def _tls_refusal(what: str, device: DeviceAccess, exc: Exception) -> StepFailed:
                       error=exc)
 
 
-def _until(what: str, attempt: Callable[[], _T], wait: _Wait, diagnose: Callable[[], list[str]],
+def _until(what: str, attempt: Callable[[], _T], wait: SyncWait, diagnose: Callable[[], list[str]],
            device: DeviceAccess | None = None) -> _T:
     """Call attempt() until it returns a value; refusals (401, 404) and lost connections are retried
     until the wait is over. A TLS verification error is final: retrying cannot fix a CA."""
@@ -248,7 +248,7 @@ class _Target:
     mode: str  # the connected registry's own mode (the parameters' while it does not exist)
     push_tag: str
     access: DeviceAccess | None  # where the device's API proxy answers, and its CA
-    wait: _Wait
+    wait: SyncWait
 
     @property
     def endpoint(self) -> str | None:
@@ -272,6 +272,10 @@ def _missing(ctx: RunContext, target: _Target, access_missing: PreconditionFaile
     if target.connected is None:
         return PreconditionFailed("connected_registry", f"'{ctx.site.connected_registry.name}' does not exist; "
                                                         "run the definition and deploy steps first")
+    activation = target.connected.activation.status if target.connected.activation else None
+    if readers.text(activation) != "Active":
+        return PreconditionFailed("connected_registry", f"'{ctx.site.connected_registry.name}' has not been "
+                                                        "activated on the device; run the deploy step first")
     if target.mode == "ReadWrite" and target.registry is None:
         return PreconditionFailed("registry", f"'{ctx.site.registry.name}' no longer exists; cannot look for the push")
     return None
@@ -381,14 +385,14 @@ def _push_check(ctx: RunContext, target: _Target, plan: StepPlan) -> None:
     pushed |= {"arrived_in_cloud": True, "arrival_s": round(time.monotonic() - started, 3)}
 
 
-def _sync_wait(ctx: RunContext, connected: Any, timeout: float | None) -> _Wait:
+def _sync_wait(ctx: RunContext, connected: Any, timeout: float | None) -> SyncWait:
     """The connected registry's own schedule and window (the parameters' while it does not exist)."""
     sync = connected.parent.sync_properties if connected is not None else None
     schedule = (sync.schedule if sync else None) or ctx.site.connected_registry.sync_schedule
     window = sync.sync_window if sync else None
     if window is None and ctx.site.connected_registry.sync_window:
         window = isodate.parse_duration(ctx.site.connected_registry.sync_window)
-    return _Wait(schedule, window, timeout)
+    return SyncWait(schedule, window, timeout)
 
 
 def plan_checks(ctx: RunContext, *, timeout: float | None = None) -> StepPlan:
@@ -423,7 +427,7 @@ def plan_checks(ctx: RunContext, *, timeout: float | None = None) -> StepPlan:
 def _checked(ctx: RunContext, target: _Target, plan: StepPlan) -> StepResult:
     """ReadOnly: unchanged (the push was refused); ReadWrite: created, the pushed tag with it."""
     wanted = ctx.site.connected_registry.mode
-    details = {"endpoint": target.endpoint, "ca_cert": target.device.ca_cert, "token": target.token,
+    details = {"endpoint": target.endpoint, "ca_cert_sha256": _fingerprint(target.device.ca_cert), "token": target.token,
                "mode": target.mode, "pull": plan.made["pull"], "push": plan.made["push"],
                **({"mode_in_parameters": wanted} if wanted != target.mode else {})}
     if target.mode == "ReadOnly":
@@ -431,6 +435,11 @@ def _checked(ctx: RunContext, target: _Target, plan: StepPlan) -> StepResult:
     # Where the push landed.
     pushed_id = f"{target.registry.id}/repositories/{ctx.site.checks.push_repository}/tags/{target.push_tag}"
     return StepResult(STEP, Status.CREATED, [target.connected.id, pushed_id], plan.summaries, details=details)
+
+
+def _fingerprint(ca_cert: str | None) -> str | None:
+    """The trusted CA file's SHA-256: what the record keeps (a path names this machine)."""
+    return _sha256(Path(ca_cert).read_bytes()) if ca_cert else None
 
 
 # -- on the device host --------------------------------------------------------------------------------
@@ -461,7 +470,7 @@ def _plan_on_device(ctx: RunContext, token: str, connected: Any, mode: str, push
 
     def pending(plan: StepPlan) -> StepResult:
         return StepResult(STEP, Status.PENDING, [connected.id], plan.summaries, details={
-            "pending": "run the script on the device", "script": str(path), "script_sha256": _sha256(script.encode()),
+            "pending": "run the script on the device", "script": path.name, "script_sha256": _sha256(script.encode()),
             "token": token, "token_file": ON_DEVICE_TOKEN_FILE, "mode": mode, "pull": checks.pull_image,
             "push": f"{checks.push_repository}:{push_tag}"})
 

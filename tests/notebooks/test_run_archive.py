@@ -36,11 +36,15 @@ def lifecycle(sandbox, tmp_path_factory):
     data["secrets"] = {"store": "local", "local_dir": str(base / "secrets")}
     params = base / "site.yaml"
     params.write_text(yaml.safe_dump(data))
+    on_device_params = base / "site-on-device.yaml"
+    on_device_params.write_text(yaml.safe_dump(data | {"checks": {"mode": "on-device"}}))
     runs, seen = [], set()
     for only in (None, ["90"], ["99-teardown"]):
         runs.append(crlib_run(params, base / "runs", only=only))
         seen |= secret_values(base / "secrets")  # before teardown removes them, after rotation adds one
-    return {"runs": runs, "secrets": seen, "site": data, "base": base}
+        if only is None:  # the deployed site, checked again by a script for the device host
+            on_device = crlib_run(on_device_params, base / "runs", only=["06"])
+    return {"runs": runs, "secrets": seen, "site": data, "base": base, "on_device": on_device}
 
 
 def test_the_whole_runbook_runs_headless_and_every_step_is_ok(lifecycle):
@@ -78,6 +82,16 @@ def test_run_json_says_who_where_and_what(lifecycle, sandbox):
         assert archive.sha256_file(runbook_notebook(name)) == digest
     assert record["parameters"]["connected_registry"]["name"] == lifecycle["site"]["connected_registry"]["name"]
     assert all(s["resource_ids"] for s in record["steps"] if s["step"] not in ("prerequisites",))
+
+
+def test_on_device_checks_are_recorded_as_pending_with_their_script_archived(lifecycle):
+    run = lifecycle["on_device"]
+    record = read_record(run)
+    checks = [s for s in record["steps"] if s["step"] == "checks"]
+    assert [c["status"] for c in checks] == ["pending"], record["steps"]
+    script = run.dir / f"check-on-device-{lifecycle['site']['site']}.sh"
+    assert script.is_file() and archive.sha256_file(script) in (run.dir / "SHA256SUMS").read_text()
+    assert not any(value in script.read_text() for value in lifecycle["secrets"])
 
 
 def runbook_notebook(name: str) -> Path:

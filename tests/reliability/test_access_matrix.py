@@ -18,6 +18,7 @@ from testkit import push_small_image, wait_for
 from crlib import runbook
 from crlib.azure.names import client_token_secret as secret_purpose
 from crlib.azure.readers import connected_registry as fetch_connected_registry
+from crlib.sandbox import control
 
 ACTIONS = {"pull": "content/read", "push": "content/write", "delete": "content/delete", "list": "metadata/read"}
 REPOSITORIES = ["hello-world", "team/app"]
@@ -100,16 +101,19 @@ def deployed(faulty_sandbox, tmp_path_factory):
         "disabled": (f"disabled-{tag}", passwords[f"disabled-{tag}"], {}),
         "no token": (None, None, {}),
     }
-    device_endpoint = cr.login_server.host
+    # The device's address and CA are what its operator knows; ARM names no route to a device.
+    device = control.device_show(faulty_sandbox, ctx.site.device.id, hub=ctx.site.hub.name)
+    device_endpoint, device_ca = device["address"], device["ca_cert"]
     # The device learns about attached tokens, the disabled one and the new password at its next sync.
     def synced():
-        client = DXF(device_endpoint, "hello-world", tlsverify=faulty_sandbox["ca_bundle"],
+        client = DXF(device_endpoint, "hello-world", tlsverify=device_ca,
                      auth=lambda d, r: d.authenticate(f"rotated-{tag}", passwords[f"rotated-{tag}"], response=r))
         return _attempt(client, "pull", "hello-world") and _attempt(DXF(device_endpoint, "team/app",
-                        tlsverify=faulty_sandbox["ca_bundle"], auth=lambda d, r: d.authenticate(
+                        tlsverify=device_ca, auth=lambda d, r: d.authenticate(
                             f"writer-{tag}", passwords[f"writer-{tag}"], response=r)), "pull", "team/app")
     wait_for(synced, timeout=60, what="the device to sync the new token state and team/app")
-    yield {"cloud": registry.login_server, "device": device_endpoint, "principals": principals}
+    yield {"cloud": registry.login_server, "device": device_endpoint, "principals": principals,
+           "ca": {"cloud": faulty_sandbox["ca_bundle"], "device": device_ca}}
     # crlib's teardown refuses to remove scope maps that tokens outside the parameters use.
     connected.begin_update(rg, name, cr.name, acr.ConnectedRegistryUpdateParameters(
         client_token_ids=cr.client_token_ids)).result()
@@ -128,7 +132,7 @@ def test_every_unauthorised_request_is_refused_and_every_granted_one_allowed(dep
         granted = ACTIONS[action] in grants.get(repository, set())
         if where == "device" and who == "unattached":
             granted = False
-        client = DXF(deployed[where], repository, tlsverify=faulty_sandbox["ca_bundle"],
+        client = DXF(deployed[where], repository, tlsverify=deployed["ca"][where],
                      auth=lambda d, r, u=user, p=password: d.authenticate(u, p, response=r))
         allowed = _attempt(client, action, repository)
         if allowed != granted:

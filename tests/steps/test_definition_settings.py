@@ -412,14 +412,19 @@ def test_rotate_replaces_the_password_and_rebuilds_the_connection_string(defined
     assert ensure_settings(defined).status == Status.UNCHANGED
 
 
-def test_a_child_waits_for_its_parent_gateway_endpoint(family, request_log):
+def test_a_child_needs_its_parent_devices_address(family, request_log):
     root, child = family
     nested = child(root.site.connected_registry.name)
-    assert ensure_connected_registry(nested).details["gateway_endpoint"] is None  # the parent is not online yet
+    # Azure gives a nested registry no gateway endpoint: the parent device's address is the operator's.
+    assert ensure_connected_registry(nested).details["gateway_endpoint"] is None
     log_from = len(request_log())
     planned = ensure_settings(nested, plan=True)
     assert planned.status == Status.PLANNED and "not known yet" in planned.changes[-1]
     with pytest.raises(PreconditionFailed) as refused:
         ensure_settings(nested)
-    assert refused.value.subject == "connected_registry.parent" and "online" in refused.value.message
+    assert refused.value.subject == "device.parent_address" and "parent device" in refused.value.message
     assert writes(lambda: request_log()[log_from:]) == []
+    nested.site = nested.site.model_copy(update={"device": nested.site.device.model_copy(
+        update={"parent_address": "parent-device.contoso.local:8000"})})
+    planned = ensure_settings(nested, plan=True)
+    assert "parent gateway parent-device.contoso.local:8000" in planned.changes[-1]

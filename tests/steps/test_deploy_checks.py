@@ -144,10 +144,10 @@ def test_a_module_image_never_imported_times_out_naming_the_module_in_backoff(ma
     assert "IoTEdgeAPIProxy" in str(timed_out.value)
 
 
-def test_checks_need_a_device_endpoint_and_a_client_token_password(make_site, make_context, sandbox):
+def test_checks_need_an_activated_connected_registry_and_a_client_token_password(make_site, make_context, sandbox):
     ctx = build_upstream(make_context(make_site()))
     log = log_from_now(sandbox)
-    with pytest.raises(PreconditionFailed, match="has no device"):
+    with pytest.raises(PreconditionFailed, match="has not been activated on the device; run the deploy step"):
         run_checks(ctx)
     token = ctx.site.client_access.tokens[0].name
     ctx.secrets.delete(ctx.secret_name(f"client-token-{token}"))

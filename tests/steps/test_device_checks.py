@@ -4,9 +4,12 @@ before any request, and on-device mode writes a script and records the checks as
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from test_deploy_checks import TIMEOUT
@@ -17,7 +20,7 @@ from crlib.azure.readers import registry as get_registry
 from crlib.errors import ParameterError, StepFailed
 from crlib.results import Status
 from crlib.sandbox import control
-from crlib.steps.checks import check_script_path, run_checks
+from crlib.steps.checks import SyncWait, check_script_path, run_checks
 
 
 def shown(ctx, sandbox) -> dict:
@@ -45,7 +48,7 @@ def test_without_the_device_ca_the_checks_fail_at_once_naming_device_ca_cert(dep
     checks = run_checks(ctx, timeout=TIMEOUT)
     assert checks.status == Status.CREATED
     assert checks.details["endpoint"] == device["address"]
-    assert checks.details["ca_cert"] == device["ca_cert"]
+    assert checks.details["ca_cert_sha256"] == "sha256:" + hashlib.sha256(Path(device["ca_cert"]).read_bytes()).hexdigest()
     assert checks.details["push"]["arrived_in_cloud"] is True
 
 
@@ -80,7 +83,7 @@ def test_on_device_mode_writes_a_script_and_the_checks_stay_pending(deployed, sa
     assert result.status == Status.PENDING
     assert result.details["pending"] == "run the script on the device"
     script = check_script_path(ctx)
-    assert result.details["script"] == str(script) and script.exists()
+    assert result.details["script"] == script.name and script.exists()
     text = script.read_text()
     assert ctx.get_secret(f"client-token-{ctx.site.client_access.tokens[0].name}") not in text
     # Nothing was sent to the device: the checks are the script's to run.
@@ -97,3 +100,18 @@ def test_the_runbook_records_on_device_checks_as_pending(deployed, tmp_path, mon
     monkeypatch.chdir(tmp_path)
     results = runbook.run(ctx, only=["checks"])
     assert [(r.step, r.status) for r in results] == [("checks", Status.PENDING)]
+
+
+@pytest.mark.parametrize(("schedule", "window", "now", "waits", "opens"), [
+    # example-azure.yaml: every 4 hours, a 2-hour window; the wait covers the next window and the grace.
+    ("0 */4 * * *", dt.timedelta(hours=2), "10:30", dt.timedelta(hours=3, minutes=32), "12:00"),
+    ("0 */4 * * *", dt.timedelta(hours=2), "12:00", dt.timedelta(hours=6, minutes=2), "16:00"),
+    # Every minute, no window: the next minute and the grace.
+    ("* * * * *", None, "10:30:15", dt.timedelta(minutes=2, seconds=45), "10:31"),
+])
+def test_the_wait_lasts_until_the_next_sync_window_has_closed(schedule, window, now, waits, opens):
+    at = dt.datetime.fromisoformat(f"2026-12-02T{now}+00:00")
+    wait = SyncWait(schedule, window)
+    assert wait.seconds(at) == waits.total_seconds()
+    assert f"the next sync window opens at 2026-12-02 {opens} UTC (schedule '{schedule}'" in wait.after_timeout(at)
+    assert SyncWait(schedule, window, fixed=5).seconds(at) == 5

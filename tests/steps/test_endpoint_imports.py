@@ -20,8 +20,8 @@ from crlib.steps.endpoint import ensure_endpoint
 from crlib.steps.hub import ensure_resource_group
 from crlib.steps.imports import ensure_imports
 
-IMAGES = ["acr/connected-registry:0.8.0", "azureiotedge-agent:1.2.4", "azureiotedge-hub:1.2.4",
-          "azureiotedge-api-proxy:1.1.2", "azureiotedge-diagnostics:1.2.4", "hello-world:latest"]
+IMAGES = ["acr/connected-registry:0.8.0", "azureiotedge-agent:1.5", "azureiotedge-hub:1.5",
+          "azureiotedge-api-proxy:1.1.2", "azureiotedge-diagnostics:1.5", "hello-world:latest"]
 
 
 def variant(site: params.Site, **sections) -> params.Site:
@@ -230,11 +230,11 @@ def test_imports_still_import_missing_images_when_the_source_cannot_be_read(with
 
 def test_imports_refuse_an_image_the_source_does_not_have(sandbox, with_registry, make_context):
     site, _ = with_registry
-    missing = variant(site, images=site.images.model_dump() | {"edge_agent": "azureiotedge-agent:9.9.9"})
+    missing = variant(site, images=site.images.model_dump() | {"edge_agent": "azureiotedge-agent:1.5.99"})
     log = log_from_now(sandbox)
     with pytest.raises(PreconditionFailed) as refused:
         ensure_imports(make_context(missing))
-    assert refused.value.subject == "images.edge_agent" and "azureiotedge-agent:9.9.9" in str(refused.value)
+    assert refused.value.subject == "images.edge_agent" and "azureiotedge-agent:1.5.99" in str(refused.value)
     assert writes(log) == []
 
 
