@@ -8,6 +8,7 @@ appear here, only references to a secret store. Every refusal is a ParameterErro
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,6 +92,16 @@ _HOST_PORT = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[
 
 
 class Device(_Model):
+    """The device identity and where the checks reach its registry.
+
+    `address` and `ca_cert` mean the same on both hosts: where the checks reach the connected
+    registry, and the CA they trust for it. On IoT Edge that is the device's API proxy; with
+    `host.kind: arc` it is the in-cluster service (`host.arc.service_cluster_ip`) as forwarded to
+    the operator's machine, trusted with the CA that signs its certificate (cert-manager's, or
+    `host.arc.tls.ca_cert`). `iotedge_version`, `host_os`, `parent_device` and `parent_address`
+    mean something on IoT Edge only; Site refuses them with `host.kind: arc`.
+    """
+
     id: str = Field(pattern=r"^[A-Za-z0-9\-:.+%_#*?!(),=@$']{1,128}$")
     host_os: Literal["ubuntu22.04", "ubuntu24.04"] = "ubuntu22.04"
     iotedge_version: Literal["1.5"] = Field("1.5", description="the IoT Edge runtime the host provisioning script "
@@ -299,6 +310,225 @@ class Secrets(_Model):
     # vault_url is required for keyvault on Azure (Site checks it); the sandbox supplies its own vault.
 
 
+# --- The Arc host (issue 13): the cluster extension Microsoft.ContainerRegistry.ConnectedRegistry ---
+# Sources (MicrosoftDocs/azure-management-docs): container-registry/quickstart-connected-registry-arc-cli.md
+# ("quickstart"), tutorial-connected-registry-arc.md ("tutorial"), troubleshoot-connected-registry-arc.md
+# ("glossary"), azure-arc/kubernetes/extensions.md ("extensions doc").
+
+# The connectedClusters REST spec sets no name pattern (NamePattern ""); the glossary says
+# "alphanumeric". crlib takes the rule resource-name-rules gives Kubernetes clusters (AKS): 1-63
+# letters, digits, '-' and '_', starting and ending with a letter or digit.
+_ARC_CLUSTER = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?$")
+# The extension is a Helm 3 release of that name (glossary: "released as a Helm chart and installed
+# by Helm V3"; "can't reuse a name that is still in use" is Helm's): Helm's release name rule,
+# lowercase DNS labels joined by '.', at most 53 characters.
+_HELM_RELEASE = re.compile(r"^[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*$")
+# Kubernetes object names (StorageClass, Secret): DNS-1123 subdomains, at most 253 characters.
+_K8S_NAME = re.compile(r"^[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*$")
+# Kubernetes resource.Quantity (kubernetes.io, "Quantity"): a number and a binary SI, decimal SI
+# or decimal exponent suffix. A storage request takes no sign: it must be more than zero.
+_QUANTITY = re.compile(r"^(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+                       r"(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[mkMGTPE]|[eE][+-]?[0-9]+)?$")
+# semver.org 2.0.0: MAJOR.MINOR.PATCH, with an optional pre-release and build.
+_SEMVER = re.compile(r"^(?:0|[1-9][0-9]*)\.(?:0|[1-9][0-9]*)\.(?:0|[1-9][0-9]*)"
+                     r"(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$")
+
+
+def _pem_file(value: str, marker: bytes, what: str) -> str:
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise ValueError(f"'{value}' is not a file")
+    if marker not in path.read_bytes()[:1 << 20]:
+        raise ValueError(f"'{value}' holds no PEM {what}")
+    return str(path)
+
+
+class ArcTls(_Model):
+    """How the connected registry's HTTPS certificate is made (tutorial; glossary "Cert-manager.*").
+
+    cert-manager (the default, the quickstart's secure-by-default deployment): cert-manager issues
+    it; `cert_manager_install: false` uses a cert-manager already on the cluster. `secret`: a
+    Kubernetes TLS secret (protected setting `tls.secret`). `files`: PEM files crlib passes as the
+    protected settings `tls.crt`, `tls.key` and `tls.cacrt` (BYOC); the tutorial makes the
+    certificate with the service IP as a subjectAltName. With `secret` and `files` the tutorial turns
+    cert-manager off (`cert-manager.enabled=false`, `cert-manager.install=false`).
+    """
+
+    mode: Literal["cert-manager", "secret", "files"] = "cert-manager"
+    cert_manager_install: Bool = Field(True, description="cert-manager mode: true installs cert-manager with "
+                                                         "the extension; false uses the cluster's own")
+    secret: str | None = Field(None, description="secret mode: name of a kubernetes.io/tls secret")
+    cert: str | None = Field(None, description="files mode: PEM certificate (subjectAltName: the service IP)")
+    key: str | None = Field(None, description="files mode: PEM private key of the certificate")
+    ca_cert: str | None = Field(None, description="files mode: PEM CA certificate (the certificate itself "
+                                                  "when self-signed); needed for trust distribution")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cert_manager_off_without_it(cls, data: object) -> object:
+        # Outside cert-manager mode the extension runs without cert-manager: an absent
+        # cert_manager_install means false there, and an explicit true is refused below.
+        if isinstance(data, dict) and data.get("mode") in ("secret", "files") and "cert_manager_install" not in data:
+            return {**data, "cert_manager_install": False}
+        return data
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_name(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) > 253 or not _K8S_NAME.match(value)):
+            raise ValueError(f"'{value}' is not a Kubernetes secret name (lowercase letters, digits, '-' and "
+                             "'.', at most 253)")
+        return value
+
+    @field_validator("cert", "ca_cert")
+    @classmethod
+    def _certificate(cls, value: str | None) -> str | None:
+        return None if value is None else _pem_file(value, b"-----BEGIN CERTIFICATE-----", "certificate")
+
+    @field_validator("key")
+    @classmethod
+    def _private_key(cls, value: str | None) -> str | None:
+        return None if value is None else _pem_file(value, b"PRIVATE KEY-----", "private key")
+
+    @model_validator(mode="after")
+    def _mode_fields(self) -> ArcTls:
+        if self.mode != "cert-manager" and self.cert_manager_install:
+            raise ValueError(f"cert_manager_install: must be false with tls.mode {self.mode}; the extension runs "
+                             "without cert-manager when it brings its own certificate")
+        if self.mode == "secret" and self.secret is None:
+            raise ValueError("secret: is required with tls.mode secret (the name of a kubernetes.io/tls secret)")
+        if self.mode == "files":
+            for field in ("cert", "key"):
+                if getattr(self, field) is None:
+                    raise ValueError(f"{field}: is required with tls.mode files (a PEM file)")
+        owned = {"secret": ("secret",), "files": ("cert", "key", "ca_cert")}
+        for mode, fields in owned.items():
+            for field in fields:
+                if self.mode != mode and getattr(self, field) is not None:
+                    raise ValueError(f"{field}: only with tls.mode {mode}, not {self.mode}; remove it or set "
+                                     f"tls.mode: {mode}")
+        return self
+
+
+class Arc(_Model):
+    """An Azure Arc-enabled Kubernetes cluster running the connected-registry cluster extension.
+
+    Validated now; the Arc host that uses these parameters lands next. `cluster_resource_group`
+    defaults to the site's `resource_group` and `extension_name` to the connected registry's name in
+    lowercase (the quickstart names the extension after the connected registry).
+    """
+
+    cluster: str = Field(description="the connectedClusters resource (az k8s-extension --cluster-name)")
+    cluster_resource_group: str = Field(description="its resource group (default: the site's resource_group)")
+    extension_name: str = Field(description="the extension instance, a Helm release name "
+                                            "(default: the connected registry's name, lowercase)")
+    service_cluster_ip: str = Field(description="service.clusterIP: a free address in the cluster's service "
+                                                "CIDR, where pods reach the registry")
+    storage_class: str | None = Field(None, description="pvc.storageClassName (default: the cluster's default "
+                                                        "storage class)")
+    storage_request: str = Field("500Gi", description="pvc.storageRequest, a Kubernetes quantity")
+    tls: ArcTls = ArcTls()
+    trust_distribution: Bool = Field(True, description="trustDistribution.enabled: configure every node's "
+                                                       "containerd to trust the registry's CA")
+    trust_distribution_node_selector: Bool = Field(False, description="trustDistribution.useNodeSelector: only "
+                                                   "nodes labelled containerd-configured-by=connected-registry")
+    version: str | None = Field(None, description="pin the extension to this version (needs "
+                                                  "auto_upgrade_minor_version: false)")
+    auto_upgrade_minor_version: Bool = True
+
+    @field_validator("cluster")
+    @classmethod
+    def _cluster(cls, value: str) -> str:
+        if not _ARC_CLUSTER.match(value):
+            raise ValueError(f"'{value}' is not an Arc cluster name (1-63 letters, digits, '-' and '_', starting "
+                             "and ending with a letter or digit)")
+        return value
+
+    @field_validator("cluster_resource_group")
+    @classmethod
+    def _cluster_group(cls, value: str) -> str:
+        if not re.match(r"^[-\w._()]{1,90}$", value) or value.endswith("."):
+            raise ValueError(f"'{value}' is not a resource group name (1-90 letters, digits, '-', '_', '.', '(' "
+                             "and ')', not ending in '.')")
+        return value
+
+    @field_validator("extension_name")
+    @classmethod
+    def _extension_name(cls, value: str) -> str:
+        if len(value) > 53 or not _HELM_RELEASE.match(value):
+            raise ValueError(f"'{value}' is not an extension name (a Helm release name: lowercase letters, "
+                             "digits, '-' and '.', at most 53)")
+        return value
+
+    @field_validator("service_cluster_ip")
+    @classmethod
+    def _service_ip(cls, value: str) -> str:
+        # Glossary "Service.ClusterIP": IPv4 or IPv6, within the cluster's service IP range.
+        try:
+            address = ipaddress.ip_address(value)
+        except ValueError:
+            hint = "; give one address, not a network" if "/" in value else ""
+            raise ValueError(f"'{value}' is not an IPv4 or IPv6 address{hint} (a free address in the "
+                             "cluster's service CIDR)") from None
+        if address.is_unspecified or address.is_loopback or address.is_multicast or address.is_link_local:
+            raise ValueError(f"'{value}' cannot be a service cluster IP; give a free address in the cluster's "
+                             "service CIDR")
+        return str(address)
+
+    @field_validator("storage_class")
+    @classmethod
+    def _storage_class(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) > 253 or not _K8S_NAME.match(value)):
+            raise ValueError(f"'{value}' is not a Kubernetes storage class name (lowercase letters, digits, '-' "
+                             "and '.'); see kubectl get storageclass")
+        return value
+
+    @field_validator("storage_request")
+    @classmethod
+    def _storage_request(cls, value: str) -> str:
+        match = _QUANTITY.match(value)
+        if not match or float(match.group("number")) <= 0:
+            raise ValueError(f"'{value}' is not a Kubernetes storage quantity such as 500Gi")
+        return value
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: str | None) -> str | None:
+        if value is not None and not _SEMVER.match(value):
+            raise ValueError(f"'{value}' is not an extension version such as 0.11.0 (semver)")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Arc:
+        # Extensions doc: "You can't set the version parameter if auto-upgrade-minor-version is set
+        # to true" (the quickstart's rollback example does both; the extensions doc is the rule).
+        if self.version is not None and self.auto_upgrade_minor_version:
+            raise ValueError(f"version: '{self.version}' cannot be pinned while auto_upgrade_minor_version is "
+                             "true; set auto_upgrade_minor_version: false to pin, or remove version")
+        # Tutorial, "What is trust distribution?": a CA signs the certificates it distributes.
+        if self.trust_distribution and self.tls.mode == "files" and self.tls.ca_cert is None:
+            raise ValueError("tls.ca_cert: is required with trust_distribution on and tls.mode files (the CA the "
+                             "nodes will trust); or set trust_distribution: false")
+        if self.trust_distribution_node_selector and not self.trust_distribution:
+            raise ValueError("trust_distribution_node_selector: only with trust_distribution: true")
+        return self
+
+
+class Host(_Model):
+    """Where the connected registry runs: an IoT Edge device (today) or an Arc-enabled cluster."""
+
+    kind: Literal["iotedge", "arc"] = "iotedge"
+    arc: Arc | None = None
+
+    @model_validator(mode="after")
+    def _block_matches_kind(self) -> Host:
+        if self.kind == "arc" and self.arc is None:
+            raise ValueError("arc: is required when host.kind is arc (cluster, service_cluster_ip, ...)")
+        if self.kind != "arc" and self.arc is not None:
+            raise ValueError(f"arc: only with host.kind arc, not {self.kind}; set host.kind: arc or remove host.arc")
+        return self
+
+
 class Site(_Model):
     site: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")
     target: Target = Target()
@@ -314,6 +544,24 @@ class Site(_Model):
     client_access: ClientAccess = ClientAccess()
     checks: Checks = Checks()
     secrets: Secrets = Secrets()
+    host: Host = Host()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _arc_defaults(cls, data: object) -> object:
+        # host.arc's defaults come from elsewhere in the site: the resource group and the name.
+        if not isinstance(data, dict) or not isinstance(data.get("host"), dict):
+            return data
+        arc = data["host"].get("arc")
+        if not isinstance(arc, dict):
+            return data
+        arc = dict(arc)
+        if arc.get("cluster_resource_group") is None and isinstance(data.get("resource_group"), str):
+            arc["cluster_resource_group"] = data["resource_group"]
+        registry = data.get("connected_registry")
+        if arc.get("extension_name") is None and isinstance(registry, dict) and isinstance(registry.get("name"), str):
+            arc["extension_name"] = registry["name"].strip().lower()
+        return {**data, "host": {**data["host"], "arc": arc}}
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Site:
@@ -322,6 +570,7 @@ class Site(_Model):
         if self.checks.client_token and self.checks.client_token not in {t.name for t in self.client_access.tokens}:
             raise ValueError(f"checks.client_token: '{self.checks.client_token}' is not one of client_access.tokens")
         self._runtime_matches_modules()
+        self._arc_host()
         cr = self.connected_registry
         if self.checks.pull_image.split(":")[0] not in cr.repositories:
             raise ValueError(f"checks.pull_image: '{self.checks.pull_image}' is not in connected_registry.repositories")
@@ -330,6 +579,29 @@ class Site(_Model):
                              "connected_registry.repositories")
         return self
 
+
+    def _arc_host(self) -> None:
+        """With host.kind arc, refuse what means something on IoT Edge only.
+
+        Microsoft's Arc docs deploy a connected registry that syncs with the cloud registry; none
+        nests one under a parent, so a parent (device or connected registry) is refused. The IoT
+        Edge runtime version and host OS choose the IoT Edge provisioning script: set to anything but
+        their defaults, they are refused.
+        """
+        if self.host.kind != "arc":
+            return
+        for field in ("parent_device", "parent_address"):
+            if getattr(self.device, field) is not None:
+                raise ValueError(f"device.{field}: nested connected registries are not in Microsoft's Arc docs; "
+                                 "remove it, or use host.kind iotedge")
+        if self.connected_registry.parent is not None:
+            raise ValueError("connected_registry.parent: nested connected registries are not in Microsoft's Arc "
+                             "docs; remove it, or use host.kind iotedge")
+        for field in ("iotedge_version", "host_os"):
+            # The default is let through, so that a dumped site (model_dump) loads again.
+            if getattr(self.device, field) != Device.model_fields[field].default:
+                raise ValueError(f"device.{field}: means nothing on an Arc host (it picks the IoT Edge "
+                                 "provisioning script); remove it")
 
     def _runtime_matches_modules(self) -> None:
         runtime = self.device.iotedge_version
