@@ -25,7 +25,20 @@ SPEC_FILES = [
     SPECS / "containerregistry/specification/containerregistry/resource-manager/Microsoft.ContainerRegistry/"
     "Registry/stable/2025-11-01/containerregistry.json",
     SPECS / "iothub-rm/specification/iothub/resource-manager/Microsoft.Devices/stable/2023-06-30/iothub.json",
+    SPECS / "arc/specification/hybridkubernetes/resource-manager/Microsoft.Kubernetes/HybridKubernetes/stable/"
+    "2024-01-01/connectedClusters.json",
+    SPECS / "arc/specification/hybridkubernetes/resource-manager/Microsoft.Kubernetes/HybridKubernetes/stable/"
+    "2026-05-01/connectedClusters.json",
+    SPECS / "arc/specification/kubernetesconfiguration/resource-manager/Microsoft.KubernetesConfiguration/"
+    "extensions/stable/2025-03-01/extensions.json",
 ]
+
+# Examples that sit in a spec's examples folder but that its revision does not reference
+# (tests/specs/README.md): replayed against the operation they exemplify.
+UNREFERENCED = {
+    "CreateExtensionWithIdentity.json": "Extensions_Create",
+    "GetExtensionWithExtensionState.json": "Extensions_Get",
+}
 
 
 @dataclass
@@ -68,8 +81,14 @@ def _find_example(spec: Path, ref: str) -> Path | None:
     candidate = (spec.parent / ref).resolve()
     if candidate.exists():
         return candidate
-    # The IoT Hub spec keeps some of its examples in a sibling folder.
-    found = [p for p in SPECS.rglob(Path(ref).name) if "examples" in p.parts]
+    # The IoT Hub spec keeps some of its examples in a sibling folder; the Arc specs keep theirs in
+    # older or TypeSpec folders named by api-version. Look in the spec's own vendored tree, and when
+    # the spec's api-version folder names several candidates, only at those.
+    tree = SPECS / spec.relative_to(SPECS).parts[0]
+    found = sorted(p for p in tree.rglob(Path(ref).name) if "examples" in p.parts)
+    version = spec.parent.name
+    if any(version in p.parts for p in found) or tree.name == "arc":
+        found = [p for p in found if version in p.parts]
     return found[0] if found else None
 
 
@@ -89,7 +108,22 @@ def examples() -> list[Example]:
                     data = _load(path)
                     out.append(Example(title, path, spec_path, method.upper(), template, op,
                                        data["parameters"], data["responses"]))
-    return sorted(out, key=lambda e: e.path.name)
+                for name, operation_id in UNREFERENCED.items():
+                    if op.get("operationId") != operation_id:
+                        continue
+                    path = spec_path.parent / "examples" / name
+                    data = _load(path)
+                    out.append(Example(name.removesuffix(".json"), path, spec_path, method.upper(), template, op,
+                                       data["parameters"], data["responses"]))
+    return sorted(out, key=lambda e: (e.path.name, str(e.spec)))
+
+
+def example_id(example: Example, every: list[Example]) -> str:
+    """The example's file name, with the spec's api-version when several specs share the name."""
+    name = example.path.name.removesuffix(".json")
+    if sum(e.path.name == example.path.name for e in every) > 1:
+        name += "@" + example.spec.parent.name
+    return name
 
 
 def _resolve_param(spec_path: Path, param: dict) -> dict:

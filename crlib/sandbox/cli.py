@@ -1,4 +1,4 @@
-"""`crlib sandbox serve|start|stop|status|reset|device|faults`.
+"""`crlib sandbox serve|start|stop|status|reset|device|cluster|faults`.
 
 The parser needs nothing beyond the standard library, so `crlib --help` works without the sandbox
 extra; the commands import the sandbox (aiohttp, cryptography, PyJWT) only when one runs, and say in
@@ -66,8 +66,43 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     offline.add_argument("--hub", default=None, help="the hub's host name or name, when the id is ambiguous")
     for p in (provision, listing, show, offline):
         p.add_argument("--state-dir", type=Path, default=None)
+    _add_cluster_parser(commands)
     _add_faults_parser(commands)
     parser.set_defaults(func=run)
+
+
+def _add_cluster_parser(commands: argparse._SubParsersAction) -> None:
+    cluster = commands.add_parser("cluster", help="simulated Arc-enabled Kubernetes clusters")
+    cluster_commands = cluster.add_subparsers(dest="cluster_command", required=True)
+    connect = cluster_commands.add_parser("connect", help="connect a cluster as az connectedk8s connect would")
+    connect.add_argument("name", metavar="NAME")
+    connect.add_argument("-g", "--resource-group", required=True)
+    connect.add_argument("--service-cidr", default="10.0.0.0/16", help="the cluster's service CIDR (data only)")
+    connect.add_argument("--storage-class", default="standard")
+    connect.add_argument("--arch", choices=("amd64", "arm64"), default="amd64")
+    connect.add_argument("--kubernetes-version", default="1.30.4")
+    offline = cluster_commands.add_parser("offline", help="cut a cluster off for a while (simulated seconds)")
+    offline.add_argument("name", metavar="NAME")
+    offline.add_argument("--seconds", type=float, required=True, help="simulated seconds before it comes back")
+    offline.add_argument("-g", "--resource-group", default=None)
+    for p in (connect, offline):
+        p.add_argument("--state-dir", type=Path, default=None)
+
+
+def _cluster(args: argparse.Namespace, control) -> int:
+    status = control.read_status(args.state_dir)
+    try:
+        if args.cluster_command == "connect":
+            shown = control.connect_cluster(status, args.name, args.resource_group, service_cidr=args.service_cidr,
+                                            storage_class=args.storage_class, arch=args.arch,
+                                            kubernetes_version=args.kubernetes_version)
+        else:
+            shown = control.cluster_offline(status, args.name, args.seconds, resource_group=args.resource_group)
+    except urllib.error.HTTPError as exc:
+        print(f"refused: {exc.read().decode(errors='replace')}", file=sys.stderr)
+        return 2
+    print(json.dumps(shown))
+    return 0
 
 
 def _weights(text: str) -> dict[str, float]:
@@ -200,6 +235,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if command == "faults":
         return _faults(args, control)
+    if command == "cluster":
+        return _cluster(args, control)
     if command == "reset":
         control.reset(args.state_dir)
         print("reset")

@@ -175,3 +175,26 @@ def device_offline(status: dict, device_id: str, seconds: float, hub: str | None
     if hub:
         body["hub"] = hub
     return admin(status, "POST", "/_sandbox/devices/offline", body)
+
+
+def connect_cluster(status: dict, name: str, resource_group: str, *, service_cidr: str = "10.0.0.0/16",
+                    storage_class: str = "standard", arch: str = "amd64", kubernetes_version: str = "1.30.4",
+                    location: str | None = None) -> dict:
+    """Make an Arc-enabled cluster as `az connectedk8s connect -n NAME -g RG` would: a
+    Microsoft.Kubernetes/connectedClusters resource, Connected, whose agents report. The service
+    CIDR, storage class and node architecture are facts about the cluster (data only), kept beside
+    the ARM document. The resource group must exist."""
+    body = {"name": name, "resource_group": resource_group, "service_cidr": service_cidr,
+            "storage_class": storage_class, "arch": arch, "kubernetes_version": kubernetes_version}
+    if location:
+        body["location"] = location
+    return admin(status, "POST", "/_sandbox/arc/clusters", body)
+
+
+def cluster_offline(status: dict, name: str, seconds: float, resource_group: str | None = None) -> dict:
+    """Cut a connected cluster's agents off for `seconds` of simulated time (connectivityStatus
+    Offline); it comes back by itself."""
+    body: dict = {"name": name, "seconds": seconds}
+    if resource_group:
+        body["resource_group"] = resource_group
+    return admin(status, "POST", "/_sandbox/arc/clusters/offline", body)

@@ -12,6 +12,8 @@ from __future__ import annotations
 from .admin import SERVICE as ADMIN
 from .arm_containerregistry.service import SERVICE as ARM_CONTAINERREGISTRY
 from .arm_iothub.service import SERVICE as ARM_IOTHUB
+from .arm_kubernetes.service import SERVICE as ARM_KUBERNETES
+from .arm_kubernetesconfiguration.service import SERVICE as ARM_KUBERNETESCONFIGURATION
 from .arm_resources.service import SERVICE as ARM_RESOURCES
 from .core.lro import SERVICE as OPERATIONS
 from .core.service import Service
@@ -29,6 +31,8 @@ SERVICES: tuple[Service, ...] = (
     ARM_RESOURCES,           # main port, ARM: subscriptions, resource groups, providers
     ARM_CONTAINERREGISTRY,   # main port, ARM: Microsoft.ContainerRegistry; opens registry ports
     ARM_IOTHUB,              # main port, ARM: Microsoft.Devices/IotHubs; opens hub ports
+    ARM_KUBERNETES,          # main port, ARM: Microsoft.Kubernetes/connectedClusters; OPEN: /_sandbox/arc/*
+    ARM_KUBERNETESCONFIGURATION,  # main port, ARM: Microsoft.KubernetesConfiguration/extensions
     IOTHUB_SERVICE,          # each hub's port: the IoT Hub service API
     REGISTRY_DATAPLANE,      # each registry host's port: OCI distribution and ACR token auth
     IMAGE_SOURCE,            # its own port on the registry router: the mcr.microsoft.com / Docker Hub stand-in

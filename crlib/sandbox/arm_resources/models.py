@@ -25,6 +25,20 @@ PROVIDERS = {
         "IotHubs": ["2023-06-30"],
         "locations/operationResults": ["2023-06-30"],
     },
+    "Microsoft.Kubernetes": {
+        "connectedClusters": ["2024-01-01", "2026-05-01"],
+        "operations": ["2024-01-01", "2026-05-01"],
+        "locations/operationStatuses": ["2024-01-01", "2026-05-01"],
+        "locations/operationResults": ["2024-01-01", "2026-05-01"],
+    },
+    "Microsoft.KubernetesConfiguration": {
+        "extensions": ["2025-03-01"],
+        "locations/operationStatuses": ["2025-03-01"],
+    },
+    # Custom locations: registered by the Arc quickstarts; no resource type is emulated yet.
+    "Microsoft.ExtendedLocation": {
+        "operations": ["2021-08-15"],
+    },
 }
 _RG_NAME = re.compile(r"^[-\w._()]{1,90}$")
 

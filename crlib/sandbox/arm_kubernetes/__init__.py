@@ -1,0 +1,1 @@
+"""Microsoft.Kubernetes: Azure Arc-enabled Kubernetes clusters (connectedClusters) as ARM resources."""

@@ -1,0 +1,1 @@
+"""Microsoft.KubernetesConfiguration: cluster extensions on Arc-enabled Kubernetes clusters."""
