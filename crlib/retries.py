@@ -33,15 +33,34 @@ BACKOFF_S = 0.2  # the first retry is immediate; then 0.4 s, 0.8 s ... capped be
 BACKOFF_MAX_S = 8
 
 
+def is_certificate_failure(error: BaseException | None) -> bool:
+    """Whether an error (requests', urllib3's, or ssl's, however wrapped) is a failed certificate
+    verification, as opposed to a TLS connection that broke (an EOF or reset mid-handshake)."""
+    import ssl
+
+    seen: set[int] = set()
+    pending: list[object] = [error]
+    while pending:
+        item = pending.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, ssl.SSLCertVerificationError):
+            return True
+        pending += [*item.args, item.__cause__, item.__context__, getattr(item, "reason", None)]
+    return False
+
+
 class _NoTlsRetry(Retry):
     """urllib3 counts a failed certificate verification as an "other" error and retries it with
-    backoff; no retry can make an untrusted certificate trusted, so it is raised at once."""
+    backoff; no retry can make an untrusted certificate trusted, so it is raised at once. A TLS
+    connection that breaks (a reset mid-handshake) is retried like any lost connection."""
 
     def increment(self, method: str | None = None, url: str | None = None, response: Any = None,
                   error: Exception | None = None, _pool: Any = None, _stacktrace: Any = None) -> Self:
-        from urllib3.exceptions import MaxRetryError, SSLError
+        from urllib3.exceptions import MaxRetryError
 
-        if isinstance(error, SSLError):
+        if is_certificate_failure(error):
             raise MaxRetryError(_pool, url or "", error)
         return super().increment(method, url, response, error, _pool, _stacktrace)
 

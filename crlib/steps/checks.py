@@ -139,11 +139,11 @@ def _until(what: str, attempt: Callable[[], _T], wait: SyncWait, diagnose: Calla
     while True:
         try:
             return attempt()
-        except requests.exceptions.SSLError as exc:
-            if device is None:
-                raise StepFailed(STEP, f"{what}: TLS verification failed ({exc})", error=exc) from exc
-            raise _tls_refusal(what, device, exc) from exc
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            if retries.is_certificate_failure(exc):  # final: no retry makes a certificate trusted
+                if device is None:
+                    raise StepFailed(STEP, f"{what}: TLS verification failed ({exc})", error=exc) from exc
+                raise _tls_refusal(what, device, exc) from exc
             # A connection lost mid-stream, after the client's own retries: start the attempt again.
             if time.monotonic() >= deadline:
                 raise StepTimeout(STEP, f"{what}: the connection kept failing for {timeout:.0f} s ({exc})"
@@ -224,10 +224,8 @@ def _restarting(upload: Callable[[], Any]) -> None:
     for attempt in range(retries.ATTEMPTS):
         try:
             return upload()
-        except requests.exceptions.SSLError:
-            raise
-        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
-            if attempt == retries.ATTEMPTS - 1:
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            if attempt == retries.ATTEMPTS - 1 or retries.is_certificate_failure(exc):
                 raise
         except requests.HTTPError as exc:
             truncated = exc.response is not None and exc.response.status_code == 400 and \
@@ -341,7 +339,9 @@ def _pushed(ctx: RunContext, target: _Target, blobs: list[bytes], manifest: byte
         try:
             _push(client, target.push_tag, blobs, manifest)
         except requests.exceptions.SSLError as exc:
-            raise _tls_refusal(f"push to {device.address}", device, exc) from exc
+            if retries.is_certificate_failure(exc):
+                raise _tls_refusal(f"push to {device.address}", device, exc) from exc
+            raise
         except (requests.HTTPError, dxf_errors.DXFUnauthorizedError) as exc:
             refused = _refusal(exc)
             if target.mode == "ReadWrite":

@@ -12,10 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 from test_deploy_checks import TIMEOUT
 from test_manifest import log_from_now
 
-from crlib import runbook
+from crlib import retries, runbook
 from crlib.azure.readers import registry as get_registry
 from crlib.errors import ParameterError, StepFailed
 from crlib.results import Status
@@ -115,3 +116,19 @@ def test_the_wait_lasts_until_the_next_sync_window_has_closed(schedule, window, 
     assert wait.seconds(at) == waits.total_seconds()
     assert f"the next sync window opens at 2026-12-02 {opens} UTC (schedule '{schedule}'" in wait.after_timeout(at)
     assert SyncWait(schedule, window, fixed=5).seconds(at) == 5
+
+
+def test_only_a_failed_certificate_verification_is_final_not_a_tls_connection_that_broke():
+    import ssl
+
+    from urllib3.exceptions import MaxRetryError
+    from urllib3.exceptions import SSLError as Urllib3SSLError
+
+    def as_requests_sees_it(cause: Exception) -> requests.exceptions.SSLError:
+        return requests.exceptions.SSLError(MaxRetryError(None, "/v2/", Urllib3SSLError(cause)))
+
+    untrusted = ssl.SSLCertVerificationError(1, "certificate verify failed: unable to get local issuer certificate")
+    broken = ssl.SSLEOFError(8, "EOF occurred in violation of protocol")
+    assert retries.is_certificate_failure(as_requests_sees_it(untrusted))
+    assert not retries.is_certificate_failure(as_requests_sees_it(broken))
+    assert not retries.is_certificate_failure(requests.ConnectionError("connection reset"))
