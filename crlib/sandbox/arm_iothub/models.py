@@ -13,6 +13,7 @@ import secrets
 import struct
 from http import HTTPStatus
 
+from ..core.arm import without_nulls
 from ..core.errors import SandboxError
 
 HUB_TYPE = "microsoft.devices/iothubs"
@@ -100,13 +101,6 @@ def name_availability(store, name: str) -> dict:
     return {"nameAvailable": True}
 
 
-def _without_nulls(value):
-    """Clients may send null for an unset field; the stored resource simply omits it."""
-    if isinstance(value, dict):
-        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_without_nulls(v) for v in value if v is not None]
-    return value
 
 
 def _sku(body: dict) -> dict:
@@ -138,7 +132,7 @@ def _event_hub_endpoints(given: dict | None, name: str) -> dict:
 
 def _properties(body: dict, name: str, current: dict | None = None) -> dict:
     """Writable properties from a PUT, with Azure's defaults for the ones it leaves out."""
-    given = _without_nulls(body.get("properties") or {})
+    given = without_nulls(body.get("properties") or {})
     if not isinstance(given, dict):
         raise RpError(400, "InvalidProperties", "properties must be an object.")
     props = {k: given[k] for k in WRITABLE_PROPERTIES if k in given}
@@ -206,7 +200,7 @@ def new_hub(resource_id: str, name: str, body: dict, *, created_at: str) -> dict
     policies = _policies((body.get("properties") or {}).get("authorizationPolicies"), [])
     return {
         "id": resource_id, "name": name, "type": "Microsoft.Devices/IotHubs", "location": body["location"],
-        "tags": _without_nulls(body.get("tags") or {}), "etag": new_etag(), "sku": _sku(body),
+        "tags": without_nulls(body.get("tags") or {}), "etag": new_etag(), "sku": _sku(body),
         "properties": props, "systemData": {"createdAt": created_at},
         "_sandbox": {"policies": policies},
     }
@@ -235,7 +229,7 @@ def update_hub(doc: dict, body: dict) -> dict:
                                             doc["_sandbox"]["policies"])
     doc.update(properties=props, sku=_sku(body), etag=new_etag())
     if "tags" in body:
-        doc["tags"] = _without_nulls(body["tags"] or {})
+        doc["tags"] = without_nulls(body["tags"] or {})
     return doc
 
 

@@ -18,6 +18,7 @@ import re
 import uuid
 
 from ..clock import iso
+from ..core.arm import without_nulls
 from ..core.errors import SandboxError
 
 CLUSTER_TYPE = "microsoft.kubernetes/connectedclusters"
@@ -57,12 +58,6 @@ def _bad(message: str) -> SandboxError:
     return SandboxError(400, "InvalidRequestContent", message)
 
 
-def _without_nulls(value):
-    if isinstance(value, dict):
-        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_without_nulls(v) for v in value if v is not None]
-    return value
 
 
 def _identity(given, tenant_id: str, current: dict | None = None) -> dict:
@@ -87,7 +82,7 @@ def new_cluster(resource_id: str, name: str, body: dict, *, api_version: str, te
         raise SandboxError(400, "InvalidResourceName", f"The resource name '{name}' is invalid.")
     if not isinstance(body, dict) or not body.get("location"):
         raise SandboxError(400, "LocationRequired", "The location property is required for this definition.")
-    props = _without_nulls(body.get("properties"))
+    props = without_nulls(body.get("properties"))
     if not isinstance(props, dict):
         raise _bad("properties is required.")
     if not isinstance(props.get("agentPublicKeyCertificate"), str):
@@ -101,7 +96,7 @@ def new_cluster(resource_id: str, name: str, body: dict, *, api_version: str, te
             if current and k in current["properties"]}
     doc = {
         "id": resource_id, "name": name, "type": "Microsoft.Kubernetes/connectedClusters",
-        "location": body["location"], "tags": _without_nulls(body.get("tags") or {}),
+        "location": body["location"], "tags": without_nulls(body.get("tags") or {}),
         "identity": _identity(body.get("identity"), tenant_id, (current or {}).get("identity")),
         "properties": _writable(props, api_version) | kept | {"provisioningState": "Accepted"},
         "systemData": (current or {}).get("systemData") or {"createdAt": iso(now), "createdByType": "User"},
@@ -131,7 +126,7 @@ def patch_cluster(doc: dict, body: dict, *, now: float) -> dict:
             if props[key] is None:
                 doc["properties"].pop(key, None)
             else:
-                doc["properties"][key] = _without_nulls(props[key])
+                doc["properties"][key] = without_nulls(props[key])
     doc["systemData"]["lastModifiedAt"] = iso(now)
     return doc
 

@@ -9,17 +9,10 @@ import time
 from aiohttp import web
 
 from ..clock import iso
-from ..core.arm import list_page, require_api_version, require_resource_group, resource_group_id
+from ..core.arm import json_object_body, list_page, require_api_version, require_resource_group, resource_group_id
 from ..core.errors import SandboxError
 from ..core.http import Call, json_response
 from . import models, operations
-
-
-def _body(call: Call) -> dict:
-    body = call.json()
-    if not isinstance(body, dict):
-        raise SandboxError(400, "InvalidRequestContent", "The request content must be a JSON object.")
-    return body
 
 
 def _cluster(call: Call) -> dict:
@@ -52,7 +45,7 @@ def put_cluster(call: Call) -> web.Response:
     if existing is not None and models.busy(existing):
         raise SandboxError(409, "Conflict", f"The connected cluster '{name}' is "
                            f"{existing['properties']['provisioningState']}: wait for its operation to finish.")
-    doc = models.new_cluster(rid, name, _body(call), api_version=version,
+    doc = models.new_cluster(rid, name, json_object_body(call), api_version=version,
                              tenant_id=call.sandbox.identity.tenant_id, now=time.time(), current=existing)
     models.save(store, doc)
     op = _begin(call, operations.CLUSTER_PUT, doc)
@@ -66,7 +59,7 @@ def get_cluster(call: Call) -> web.Response:
 def patch_cluster(call: Call) -> web.Response:
     """Tags and the patchable properties, applied at once (200, as both api-versions allow)."""
     doc = _cluster(call)
-    models.patch_cluster(doc, _body(call), now=time.time())
+    models.patch_cluster(doc, json_object_body(call), now=time.time())
     models.save(call.sandbox.store, doc)
     return json_response(_view(call, doc))
 
@@ -117,7 +110,7 @@ def _text(body: dict, key: str, default: str | None = None) -> str:
 def admin_connect(call: Call) -> web.Response:
     """Make a cluster as `az connectedk8s connect -n NAME -g RG` would: the resource, Connected,
     with its agents reporting, plus the facts about the cluster ARM does not carry."""
-    body = _body(call)
+    body = json_object_body(call)
     sandbox = call.sandbox
     name, rg = _text(body, "name"), _text(body, "resource_group")
     cidr = _text(body, "service_cidr", "10.0.0.0/16")
@@ -158,7 +151,7 @@ def admin_view(sandbox, doc: dict) -> dict:
 
 def admin_offline(call: Call) -> web.Response:
     """Cut a connected cluster's agents off for `seconds` of simulated time; it comes back by itself."""
-    body = _body(call)
+    body = json_object_body(call)
     sandbox = call.sandbox
     name, seconds = _text(body, "name"), body.get("seconds")
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:

@@ -9,18 +9,11 @@ import time
 from aiohttp import web
 
 from ..clock import iso
-from ..core.arm import list_page, require_api_version, require_resource_group
+from ..core.arm import json_object_body, list_page, require_api_version, require_resource_group
 from ..core.errors import SandboxError
 from ..core.http import Call, json_response
 from ..core.service import OperationKind
 from . import models, operations
-
-
-def _body(call: Call) -> dict:
-    body = call.json()
-    if not isinstance(body, dict):
-        raise SandboxError(400, "InvalidRequestContent", "The request content must be a JSON object.")
-    return body
 
 
 def _cluster(call: Call) -> dict:
@@ -75,7 +68,7 @@ def put_extension(call: Call) -> web.Response:
     existing = store.get(ext_id)
     if existing is not None:
         _busy(existing)
-    doc, protected = models.new_extension(ext_id, name, _body(call), now=time.time(),
+    doc, protected = models.new_extension(ext_id, name, json_object_body(call), now=time.time(),
                                           tenant_id=call.sandbox.identity.tenant_id, current=existing)
     models.save(store, doc, cluster["id"])
     models.save_protected(store, ext_id, protected)
@@ -91,7 +84,7 @@ def get_extension(call: Call) -> web.Response:
 def patch_extension(call: Call) -> web.Response:
     cluster, doc = _extension(call)
     _busy(doc)
-    protected = models.patch_extension(doc, _body(call), now=time.time())
+    protected = models.patch_extension(doc, json_object_body(call), now=time.time())
     models.save(call.sandbox.store, doc, cluster["id"])
     models.save_protected(call.sandbox.store, doc["id"], protected)
     _, headers = _begin(call, operations.EXTENSION_UPDATE, cluster, doc)

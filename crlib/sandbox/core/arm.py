@@ -151,3 +151,20 @@ def new_operation_id() -> str:
 
 def list_page(items: list[dict]) -> dict:
     return {"value": items}
+
+
+def json_object_body(call: Call) -> dict:
+    """A PUT or PATCH body, which ARM requires to be a JSON object."""
+    body = call.json()
+    if not isinstance(body, dict):
+        raise SandboxError(400, "InvalidRequestContent", "The request content must be a JSON object.")
+    return body
+
+
+def without_nulls(value):
+    """Clients may send null for an unset field; the stored resource simply omits it."""
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_nulls(v) for v in value if v is not None]
+    return value
