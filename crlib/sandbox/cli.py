@@ -85,7 +85,13 @@ def _add_cluster_parser(commands: argparse._SubParsersAction) -> None:
     offline.add_argument("name", metavar="NAME")
     offline.add_argument("--seconds", type=float, required=True, help="simulated seconds before it comes back")
     offline.add_argument("-g", "--resource-group", default=None)
-    for p in (connect, offline):
+    forward = cluster_commands.add_parser("forward", help="where a connected registry extension answers, as "
+                                                         "kubectl port-forward would")
+    forward.add_argument("name", metavar="NAME")
+    forward.add_argument("--extension", required=True)
+    forward.add_argument("-g", "--resource-group", default=None)
+    forward.add_argument("--json", action="store_true", help="print the whole answer as JSON")
+    for p in (connect, offline, forward):
         p.add_argument("--state-dir", type=Path, default=None)
 
 
@@ -96,6 +102,11 @@ def _cluster(args: argparse.Namespace, control) -> int:
             shown = control.connect_cluster(status, args.name, args.resource_group, service_cidr=args.service_cidr,
                                             storage_class=args.storage_class, arch=args.arch,
                                             kubernetes_version=args.kubernetes_version)
+        elif args.cluster_command == "forward":
+            shown = control.cluster_forward(status, args.name, args.extension, resource_group=args.resource_group)
+            if not args.json:
+                print(f"{shown['address']}  (verify with {shown['ca_cert']})")
+                return 0
         else:
             shown = control.cluster_offline(status, args.name, args.seconds, resource_group=args.resource_group)
     except urllib.error.HTTPError as exc:

@@ -198,3 +198,14 @@ def cluster_offline(status: dict, name: str, seconds: float, resource_group: str
     if resource_group:
         body["resource_group"] = resource_group
     return admin(status, "POST", "/_sandbox/arc/clusters/offline", body)
+
+
+def cluster_forward(status: dict, name: str, extension: str, resource_group: str | None = None) -> dict:
+    """Where the connected registry extension EXTENSION on cluster NAME answers the operator, as
+    `kubectl port-forward svc/connected-registry` would: {"address": "127.0.0.1:<port>", "ca_cert":
+    <path of the CA to verify it with>} (plus clusterIP and tls). Refused (HTTPError 409) while its pod is
+    not ready."""
+    path = f"/_sandbox/arc/clusters/{urllib.parse.quote(name)}/extensions/{urllib.parse.quote(extension)}/forward"
+    if resource_group:
+        path += "?resource_group=" + urllib.parse.quote(resource_group)
+    return admin(status, "GET", path)

@@ -10,6 +10,7 @@ which url tables mounted on one router are tried.
 from __future__ import annotations
 
 from .admin import SERVICE as ADMIN
+from .arc_clusters.service import SERVICE as ARC_CLUSTERS
 from .arm_containerregistry.service import SERVICE as ARM_CONTAINERREGISTRY
 from .arm_iothub.service import SERVICE as ARM_IOTHUB
 from .arm_kubernetes.service import SERVICE as ARM_KUBERNETES
@@ -38,4 +39,5 @@ SERVICES: tuple[Service, ...] = (
     IMAGE_SOURCE,            # its own port on the registry router: the mcr.microsoft.com / Docker Hub stand-in
     KEYVAULT,                # its own port: Key Vault secrets
     EDGE_DEVICES,            # main port, OPEN: device admin routes; device endpoints; runs the devices
+    ARC_CLUSTERS,            # main port, OPEN: /_sandbox/arc/clusters/*/forward; forwards; runs cluster agents
 )

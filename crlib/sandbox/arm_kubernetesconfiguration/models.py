@@ -185,6 +185,11 @@ Installer = Callable[["Sandbox", dict, dict], None]
 INSTALLERS: list[Installer] = []
 
 
+class InstallPending(Exception):
+    """Raised by an installer whose workload is not ready yet (a Helm release waiting for its pods):
+    the extension keeps its Creating/Updating state, and the installer settles it later."""
+
+
 class InstallFailed(Exception):
     def __init__(self, code: str, message: str):
         super().__init__(message)
@@ -218,6 +223,8 @@ def settle_installation(sandbox: Sandbox, doc: dict) -> dict:
         if props.get("version") and "currentVersion" not in props:
             props["currentVersion"] = props["version"]
         props["provisioningState"] = "Succeeded"
+        props.pop("errorInfo", None)
+    except InstallPending:
         props.pop("errorInfo", None)
     except InstallFailed as failure:
         props["provisioningState"] = "Failed"
