@@ -116,6 +116,8 @@ class StepPlan:
     def preview(self) -> StepResult:
         """The plan as a result: status "planned" when anything would change; nothing is written."""
         status = Status.PLANNED if self.changes else Status.UNCHANGED
+        if "skipped" in self.details and not self.changes:
+            status = Status.SKIPPED
         return StepResult(self.step, status, list(self.resource_ids), self.summaries, dict(self.secrets),
                           dict(self.details), plan=[c.to_dict() for c in self.changes])
 
@@ -143,6 +145,13 @@ class StepPlan:
 
     def outcome(self, *, plan: bool) -> StepResult:
         return self.preview() if plan else self.apply()
+
+
+def skipped_plan(step: str, reason: str) -> StepPlan:
+    """A step that does not apply to this site (its host does without it): no read, no write."""
+    plan = StepPlan(step, details={"skipped": reason})
+    plan.finish = lambda done: StepResult(step, Status.SKIPPED, details=dict(done.details))
+    return plan
 
 
 def combine_plans(step: str, parts: list[StepPlan]) -> StepPlan:

@@ -95,6 +95,8 @@ class TargetProfile:
         A device the sandbox has not provisioned yet raises PreconditionFailed."""
         if site.device.address:
             return DeviceAccess(site.device.address, site.device.ca_cert, "parameters")
+        if site.host.kind == "arc":
+            return self._sandbox_forward(site)
         shown = self._sandbox_device(site.device.id, site.hub.name, "device.id")
         if shown is None:
             return None
@@ -109,6 +111,24 @@ class TargetProfile:
             return None
         shown = self._sandbox_device(site.device.parent_device, site.hub.name, "device.parent_device")
         return shown["address"] if shown else None
+
+    def _sandbox_forward(self, site: Site) -> DeviceAccess | None:
+        """An Arc host: the in-cluster service as `kubectl port-forward svc/connected-registry`
+        exposes it to this machine (the sandbox's forward), with the CA that signs its certificate."""
+        arc = site.host.arc
+        if self.kind != "sandbox" or arc is None:
+            return None
+        import urllib.error
+
+        control = sandbox_control("target.kind sandbox")
+        try:
+            shown = control.cluster_forward(self.extra["sandbox"], arc.cluster, arc.extension_name,
+                                            resource_group=arc.cluster_resource_group)
+        except urllib.error.HTTPError as exc:
+            raise PreconditionFailed("host.arc.extension_name", f"the sandbox cannot forward extension "
+                                                                f"'{arc.extension_name}' on cluster '{arc.cluster}' "
+                                                                f"yet ({exc.code}); run the deploy step first") from exc
+        return DeviceAccess(shown["address"], site.device.ca_cert or shown.get("ca_cert"), "sandbox")
 
     def _sandbox_device(self, device_id: str, hub: str, field_name: str) -> dict | None:
         if self.kind != "sandbox":
@@ -197,6 +217,8 @@ class Clients:
         self.profile = profile
         self._acr: ContainerRegistryManagementClient | None = None
         self._hubs: IotHubClient | None = None
+        self._extensions: Any = None
+        self._clusters: Any = None
 
     def _common(self) -> dict:
         return {"base_url": self.profile.arm_endpoint, "credential_scopes": self.profile.credential_scopes,
@@ -218,6 +240,26 @@ class Clients:
 
             self._hubs = IotHubClient(self.profile.credential, self.profile.subscription_id, **self._common())
         return self._hubs
+
+    @property
+    def extensions(self) -> Any:
+        """Cluster extensions (azure-mgmt-kubernetesconfiguration-extensions, api 2025-03-01)."""
+        if self._extensions is None:
+            from azure.mgmt.kubernetesconfiguration.extensions import KubernetesConfigurationExtensionsMgmtClient
+
+            self._extensions = KubernetesConfigurationExtensionsMgmtClient(
+                self.profile.credential, self.profile.subscription_id, **self._common())
+        return self._extensions
+
+    @property
+    def connected_clusters(self) -> Any:
+        """Arc-enabled Kubernetes clusters (azure-mgmt-hybridkubernetes 2.x)."""
+        if self._clusters is None:
+            from azure.mgmt.hybridkubernetes import ConnectedKubernetesClient
+
+            self._clusters = ConnectedKubernetesClient(self.profile.credential, self.profile.subscription_id,
+                                                       **self._common())
+        return self._clusters
 
     def _verify(self, manager):
         # azure-iot-hub is msrest-based: the CA and the retry policy go in its documented settings,

@@ -15,6 +15,7 @@ class Status(enum.StrEnum):
     PLANNED = "planned"
     DELETED = "deleted"
     PENDING = "pending"  # done by someone else, later: a script crlib wrote for the device host
+    SKIPPED = "skipped"  # the step means nothing for this site's host (an IoT hub for an Arc cluster)
 
 
 @dataclass

@@ -40,9 +40,10 @@ class Look:
 
 
 def wanted_images(ctx: RunContext) -> dict[str, str]:
-    """repository:tag -> the parameter naming it: the module images, then the checks' pull image."""
+    """repository:tag -> the parameter naming it: the module images, then the checks' pull image.
+    An Arc host needs no module image in the cloud registry: the extension's chart brings its own."""
     wanted: dict[str, str] = {}
-    for key, image in ctx.site.images.all().items():
+    for key, image in ctx.site.images.all().items() if ctx.site.host.kind == "iotedge" else ():
         wanted.setdefault(image, f"images.{key}")
     wanted.setdefault(ctx.site.checks.pull_image, "checks.pull_image")
     return wanted

@@ -14,6 +14,9 @@ SYNC_PASSWORD_SECRET = "sync-password"
 SYNC_PASSWORD_CREATED_SECRET = "sync-password-created"
 CONNECTION_STRING_SECRET = "connected-registry-connection-string"
 PULL_SECRET = "module-pull-password"
+# The sha256 of the protected settings crlib last sent to the Arc extension: ARM never returns
+# them, so this is how a re-run knows they are unchanged (kept in the store, never in a record).
+ARC_PROTECTED_DIGEST_SECRET = "arc-extension-protected-sha256"
 SYNC_SECRETS = (SYNC_PASSWORD_SECRET, SYNC_PASSWORD_CREATED_SECRET, CONNECTION_STRING_SECRET)
 
 # The token password slot crlib generates (az acr token credential generate --password1).

@@ -19,13 +19,12 @@ from ARM itself, since that is the same for every host.
 deployment lives in its `$edgeAgent`/`$edgeHub` module twins, applied through IoT Hub, with the
 manifest of crlib.hosts.iotedge_manifest.
 
-Microsoft ended support for connected registries on IoT Edge on 2025-01-01; the supported host
-is now an Azure Arc-enabled Kubernetes cluster, where the connected registry is the cluster
-extension `Microsoft.ContainerRegistry.ConnectedRegistry`, its connection string a protected
-configuration setting. An Arc host would implement the same protocol with
-azure-mgmt-kubernetesconfiguration: `desired` = the extension's configuration settings, `current`
-= those it has, `apply` = create or update the extension, `status` = its provisioning state,
-`diagnose` = its status messages, `removal` = deleting the extension.
+`ArcHost` (crlib.hosts.arc) is the supported host: an Azure Arc-enabled Kubernetes cluster, where
+the connected registry is the cluster extension `Microsoft.ContainerRegistry.ConnectedRegistry`
+and its connection string a protected setting. Its deployment is the extension's properties;
+`apply` creates or updates the extension, `status` follows its provisioning state and statuses,
+`removal` deletes it. Microsoft ended support for connected registries on IoT Edge; that host
+stays for the sites that run it.
 """
 
 from __future__ import annotations
@@ -107,14 +106,24 @@ class DeploymentHost(Protocol):
 
 
 def host_for(ctx: RunContext, *, step: str, required: bool = True) -> DeploymentHost:
-    """The site's host (IoT Edge, the only kind today), raising crlib errors as `step`. With
-    `required`, PreconditionFailed unless it can be reached now."""
+    """The site's host (`host.kind`: an IoT Edge device or an Arc cluster), raising crlib errors
+    as `step`. With `required`, PreconditionFailed unless it can be reached now."""
+    from .arc import ArcHost
     from .iotedge import IoTEdgeHost
 
-    host = IoTEdgeHost(ctx, step=step)
+    host: DeploymentHost = ArcHost(ctx, step=step) if ctx.site.host.kind == "arc" else IoTEdgeHost(ctx, step=step)
     if required:
         host.check()
     return host
+
+
+def not_on_arc(ctx: RunContext, what: str) -> str | None:
+    """Why a step is skipped on an Arc host (`what` it would make), or None on IoT Edge."""
+    arc = ctx.site.host.arc
+    if ctx.site.host.kind != "arc" or arc is None:
+        return None
+    return (f"host.kind arc: the connected registry runs as an extension on Arc cluster '{arc.cluster}'; "
+            f"no {what} is used")
 
 
 def digest(deployment: dict) -> str:

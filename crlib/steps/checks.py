@@ -415,10 +415,11 @@ def plan_checks(ctx: RunContext, *, timeout: float | None = None) -> StepPlan:
                      access, _sync_wait(ctx, connected, timeout))
     plan = StepPlan(STEP, details={"pull": checks.pull_image, "mode": mode, "device": target.endpoint},
                     blocked_by=_missing(ctx, target, access_missing), finish=partial(_checked, ctx, target))
-    plan.add(Action.RUN, "image pull", checks.pull_image, f"pull {checks.pull_image} through the device's API proxy",
+    via = "the device's API proxy" if site.host.kind == "iotedge" else "the connected registry's service"
+    plan.add(Action.RUN, "image pull", checks.pull_image, f"pull {checks.pull_image} through {via}",
              call=partial(_pull_check, ctx, target, plan))
     plan.add(Action.RUN, "image push", f"{checks.push_repository}:{push_tag}",
-             f"push a generated image to {checks.push_repository}:{push_tag} through the device's API proxy "
+             f"push a generated image to {checks.push_repository}:{push_tag} through {via} "
              + ("and wait for it in the cloud registry" if mode == "ReadWrite" else "(expecting a refusal)"),
              call=partial(_push_check, ctx, target, plan))
     return plan

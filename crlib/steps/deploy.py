@@ -200,7 +200,8 @@ def plan_rotation(ctx: RunContext, *, timeout: float = DEFAULT_TIMEOUT) -> StepP
     registry is Online with it. The pull credential's repairs come first, before the password changes."""
     host = host_for(ctx, step=ROTATE_STEP, required=False)
     unready = _unready(host)
-    pull = plan_pull_access(ctx, ROTATE_STEP, readers.registry(ctx))
+    pull = plan_pull_access(ctx, ROTATE_STEP, readers.registry(ctx)) if ctx.site.host.kind == "iotedge" \
+        else StepPlan(ROTATE_STEP)
     sync = plan_sync_credentials(ctx, ROTATE_STEP, rotate=True)
     redeploy = _plan_redeploy(ctx, host, timeout)
     plan = combine_plans(ROTATE_STEP, [pull, sync, redeploy])

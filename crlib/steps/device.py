@@ -16,7 +16,8 @@ from ..azure.devices import device_address, device_connection_string, parent_dev
 from ..azure.errors import map_exceptions
 from ..context import RunContext
 from ..errors import PreconditionFailed
-from ..plans import Action, FieldChange, StepPlan
+from ..hosts import not_on_arc
+from ..plans import Action, FieldChange, StepPlan, skipped_plan
 from ..results import Status, StepResult
 
 EDGE_AGENT = "$edgeAgent"
@@ -85,7 +86,9 @@ def _plan_drift(ctx: RunContext, plan: StepPlan, manager: Any, device: Any, pare
 
 
 def plan_device(ctx: RunContext) -> StepPlan:
-    """The edge-enabled device identity; its connection string as a secret."""
+    """The edge-enabled device identity; its connection string as a secret. Skipped on an Arc host."""
+    if reason := not_on_arc(ctx, "IoT Edge device identity"):
+        return skipped_plan("device", reason)
     device_id, parent_id = ctx.site.device.id, ctx.site.device.parent_device
     create = f"create IoT Edge device identity '{device_id}' in hub '{ctx.site.hub.name}'" + (
         f" under parent device '{parent_id}'" if parent_id else "")
@@ -151,7 +154,10 @@ def _plan_provisioner(ctx: RunContext, plan: StepPlan, hub: readers.HubAccess, d
 
 def plan_provision(ctx: RunContext, *, parent_hostname: str | None = None) -> StepPlan:
     """Give the device its connection string, unless it is already connected and reporting.
-    A nested device also gets its parent's host (default: the parent connected registry's endpoint)."""
+    A nested device also gets its parent's host (default: the parent connected registry's endpoint).
+    Skipped on an Arc host (the cluster is connected with az connectedk8s; prerequisites checks it)."""
+    if reason := not_on_arc(ctx, "IoT Edge device to provision"):
+        return skipped_plan("provision", reason)
     device_id = ctx.site.device.id
     plan = StepPlan("provision")
     hub, plan.blocked_by = readers.or_blocker(lambda: readers.hub_access(ctx))

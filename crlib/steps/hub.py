@@ -23,8 +23,9 @@ from ..azure.errors import arm_body, map_exceptions
 from ..azure.removal import secret_deletions
 from ..context import RunContext
 from ..errors import ParameterError, PreconditionFailed
+from ..hosts import not_on_arc
 from ..params import Hub
-from ..plans import Action, FieldChange, StepPlan
+from ..plans import Action, FieldChange, StepPlan, skipped_plan
 from ..results import Status, StepResult
 
 TIERS = {"F1": "Free", "S1": "Standard", "S2": "Standard", "S3": "Standard", "B1": "Basic", "B2": "Basic",
@@ -170,7 +171,10 @@ def _plan_update(ctx: RunContext, plan: StepPlan, hub: Any) -> None:
 
 
 def plan_hub(ctx: RunContext) -> StepPlan:
-    """The IoT hub at the parameters' SKU and units; its owner connection string as a secret."""
+    """The IoT hub at the parameters' SKU and units; its owner connection string as a secret.
+    Skipped on an Arc host."""
+    if reason := not_on_arc(ctx, "IoT hub"):
+        return skipped_plan("hub", reason)
     wanted = ctx.site.hub
     _check_parameters(wanted)
     found = readers.hub(ctx)

@@ -55,7 +55,8 @@ def plan_manifest(ctx: RunContext) -> StepPlan:
     record = host.desired(record=True) if registry is not None else None
     if record is not None:
         host.validate(record)  # an invalid manifest is refused before the pull credential is written
-    plan = plan_pull_access(ctx, STEP, registry)
+    # Only IoT Edge pulls module images from the cloud registry; the Arc extension's chart brings its own.
+    plan = plan_pull_access(ctx, STEP, registry) if ctx.site.host.kind == "iotedge" else StepPlan(STEP)
     plan.finish = partial(_validated, host)
     if missing is not None:
         plan.blocked_by = missing

@@ -28,6 +28,9 @@ STEP = "prerequisites"
 SUBSCRIPTION_API_VERSION = "2022-12-01"
 PROVIDER_API_VERSION = "2024-03-01"
 PROVIDERS = ("Microsoft.ContainerRegistry", "Microsoft.Devices")
+# quickstart-connected-registry-arc-cli.md registers these for the cluster extension.
+ARC_PROVIDERS = ("Microsoft.ContainerRegistry", "Microsoft.Kubernetes", "Microsoft.KubernetesConfiguration",
+                 "Microsoft.ExtendedLocation")
 
 
 def token_claims(token: str) -> dict[str, Any]:
@@ -71,7 +74,7 @@ def _plan_providers(ctx: RunContext, session: Any, plan: StepPlan) -> dict[str, 
     """Each provider's registration state; registering one that is not is the step's only write."""
     base = f"{ctx.profile.arm_endpoint}/subscriptions/{ctx.profile.subscription_id}/providers"
     states: dict[str, str] = {}
-    for namespace in PROVIDERS:
+    for namespace in ARC_PROVIDERS if ctx.site.host.kind == "arc" else PROVIDERS:
         read = f"reading resource provider {namespace}"
         state = arm_body(STEP, read, _arm(session, "GET", f"{base}/{namespace}", read, PROVIDER_API_VERSION)).get(
             "registrationState", "NotRegistered")
@@ -113,6 +116,24 @@ def _versions(ctx: RunContext) -> list[dict[str, Any]]:
     return versions
 
 
+def _check_cluster(ctx: RunContext) -> dict[str, Any] | None:
+    """An Arc host's cluster: it exists and is Connected. ARM does not show node architectures, so
+    "a linux/amd64 node" is checked when the extension installs (the deploy step names it then)."""
+    if ctx.site.host.kind != "arc":
+        return None
+    from ..hosts.arc import ArcHost
+
+    host = ArcHost(ctx, step=STEP)
+    cluster = host.cluster()
+    problems = host.cluster_findings(cluster)
+    if problems:
+        raise PreconditionFailed("host.arc.cluster", problems[0].removeprefix("host.arc.cluster: ")
+                                 + ("" if cluster is not None else "; connect it with az connectedk8s connect first"))
+    return {"name": cluster.name, "connectivity_status": readers.text(cluster.connectivity_status),
+            "kubernetes_version": cluster.kubernetes_version, "distribution": cluster.distribution,
+            "total_node_count": cluster.total_node_count, "agent_version": cluster.agent_version}
+
+
 def plan_prerequisites(ctx: RunContext) -> StepPlan:
     """Sign-in, subscription, providers, the registry's SKU when it exists, and image versions."""
     plan = StepPlan(STEP, finish=_prerequisites_result)
@@ -123,6 +144,8 @@ def plan_prerequisites(ctx: RunContext) -> StepPlan:
     plan.made["providers"] = dict(providers)  # registration updates this copy; the plan's details stay as read
     plan.details = {**who, "subscription_name": subscription.get("displayName"), "providers": providers,
                     "registry": _check_registry(ctx), "versions": _versions(ctx)}
+    if (cluster := _check_cluster(ctx)) is not None:
+        plan.details["cluster"] = cluster
     plan.resource_ids = [subscription.get("id", f"/subscriptions/{ctx.profile.subscription_id}")]
     return plan
 

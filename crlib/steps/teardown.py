@@ -8,7 +8,8 @@
    its ancestors' sync scope maps (below), then delete its sync token and sync scope map;
 3. `plan_pull_access_removal`: token and scope map `<connected registry>-pull`;
 4. `plan_host_removal`: the host's identity, through the host (crlib.hosts: for IoT Edge the
-   device identity, whose module twins, hence its deployment, go with it);
+   device identity, whose module twins, hence its deployment, go with it; for Arc the cluster
+   extension, which comes first, before step 1, as the Arc quickstart orders it);
 5. `plan_hub_removal` and `plan_registry_removal`, only when asked, and never while another site
    still uses them.
 
@@ -319,10 +320,16 @@ def plan_registry_removal(ctx: RunContext, found: _Found | None = None) -> StepP
 
 # -- the step ---------------------------------------------------------------------------------------------
 def plan_teardown(ctx: RunContext, *, delete_hub: bool = False, delete_registry: bool = False) -> StepPlan:
-    """Everything the site built, removed in order; the hub and registry only when asked."""
+    """Everything the site built, removed in order; the hub and registry only when asked. On an Arc
+    host the extension goes first: the quickstart deletes it before the connected registry, whose
+    pod would otherwise keep running against a deleted registry."""
+    if delete_hub and ctx.site.host.kind == "arc":
+        raise ParameterError("delete_hub", "host.kind arc uses no IoT hub; leave delete_hub false")
     found = _read(ctx)
-    parts = [plan_client_access_removal(ctx, found), plan_connected_registry_removal(ctx, found),
-             plan_pull_access_removal(ctx, found), plan_host_removal(ctx)]
+    registry_side = [plan_client_access_removal(ctx, found), plan_connected_registry_removal(ctx, found),
+                     plan_pull_access_removal(ctx, found)]
+    host = plan_host_removal(ctx)
+    parts = [host, *registry_side] if ctx.site.host.kind == "arc" else [*registry_side, host]
     parts += [plan_hub_removal(ctx)] if delete_hub else []
     parts += [plan_registry_removal(ctx, found)] if delete_registry else []
     plan = combine_plans(STEP, parts)

@@ -10,11 +10,13 @@ from test_device import client_token, deploy_connected_registry, wait_fresh_sync
 from crlib.sandbox import control
 
 
-def status_detail(cloud, name: str, code: str):
+def status_detail(cloud, name: str, code: str, state: str | None = None):
+    """The connected registry once it reports `code` (and, if given, connection `state`): a failed
+    sync leaves its detail while the next attempt runs (Syncing), so a state is waited for, not read."""
     def found():
         cr = cloud.get_connected_registry(name)
         details = [d for d in cr.status_details or [] if d.code == code]
-        return (cr, details[0]) if details else None
+        return (cr, details[0]) if details and state in (None, cr.connection_state) else None
 
     return wait_for(found, what=f"status detail {code} on {name}")
 
@@ -123,7 +125,7 @@ def test_rotated_sync_password_never_redeployed_goes_offline(cloud, pull_token):
     wait_online(cloud, name)
     sync_token = cloud.acr.tokens.get(cloud.rg, cloud.registry.name, name)
     cloud.password(sync_token, "password1")  # rotate, but do not redeploy
-    offline, detail = status_detail(cloud, name, "SYNC_FAILED")
+    offline, detail = status_detail(cloud, name, "SYNC_FAILED", "Offline")
     assert offline.connection_state == "Offline" and "regenerated" in detail.description
 
 

@@ -42,7 +42,7 @@ def torn_down():
     contexts = []
     yield contexts.append
     for ctx in contexts:
-        teardown(ctx, delete_hub=True, delete_registry=True)
+        teardown(ctx, delete_hub=ctx.site.host.kind == "iotedge", delete_registry=True)
 
 
 @pytest.fixture
