@@ -330,6 +330,10 @@ class Page:
 
         from .steps.provisioning import provisioning_script
 
+        arc = self.context.site.host.arc
+        if arc is not None:
+            return Markdown(f"*An Arc host has no device to provision: cluster '{arc.cluster}' is connected with "
+                            "`az connectedk8s connect`, and the prerequisites step checked that it is Connected.*")
         return self._after_apply(lambda: Markdown(f"```bash\n{provisioning_script(self.context)}\n```"))
 
     def readiness(self) -> Any:
@@ -339,6 +343,9 @@ class Page:
     def _readiness(self) -> pd.DataFrame:
         from .steps.device import device_readiness
 
+        if self.context.site.host.kind == "arc":
+            return self._extension_readiness()
+
         view = device_readiness(self.context)
         rows = [{"aspect": "state", "value": view["state"]},
                 {"aspect": "connection", "value": str(view["connection_state"])},
@@ -347,8 +354,33 @@ class Page:
         rows += [{"aspect": "diagnosis", "value": text} for text in view["diagnosis"]]
         return _table(rows, ["aspect", "value"])
 
+    def _extension_readiness(self) -> pd.DataFrame:
+        """An Arc host: the cluster, the extension and its statuses, and what is wrong."""
+        from .azure.readers import text
+        from .hosts.arc import ArcHost
+
+        host = ArcHost(self.context, step="deploy")
+        cluster = host.cluster()
+        rows = [{"aspect": "cluster", "value": f"{host.arc.cluster}: "
+                 + (text(cluster.connectivity_status) if cluster is not None else "missing")}]
+        view = host.view()
+        if view is None:
+            rows.append({"aspect": "extension", "value": f"{host.arc.extension_name}: not installed"})
+        else:
+            rows += [{"aspect": "extension", "value": f"{view['name']} ({view['extension_type']})"},
+                     {"aspect": "provisioning state", "value": view["provisioning_state"]},
+                     {"aspect": "version", "value": f"{view['current_version'] or '?'} (auto-upgrade "
+                                                    f"{view['auto_upgrade_minor_version']})"}]
+            rows += [{"aspect": f"setting {k}", "value": v} for k, v in view["configuration_settings"].items()]
+            rows += [{"aspect": f"status {st['code']}", "value": f"{st['level']}: {st['message']}"}
+                     for st in view["statuses"]]
+        rows += [{"aspect": "diagnosis", "value": text} for text in host.diagnose()
+                 if not text.startswith(("extension provisioningState", "extension status"))]
+        return _table(rows, ["aspect", "value"])
+
     def manifest(self) -> Any:
-        """The deployment as recorded: secrets replaced by references to the secret store."""
+        """The deployment as recorded: secrets replaced by references to the secret store (on Arc,
+        the extension's settings; its protected settings as references too)."""
         from IPython.display import Markdown
 
         from .hosts import host_for
