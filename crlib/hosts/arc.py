@@ -258,11 +258,12 @@ class ArcHost:
                                         f"a {current.properties.extension_type}; choose another host.arc.extension_name")
         if current is None or _text(current.properties.provisioning_state) == "Failed":
             with map_exceptions(self.step, f"creating {self.label}"):
-                # The operation runs on; the deploy step's wait follows the extension itself.
+                # No poller thread: the deploy step's wait follows the extension itself, with its
+                # timeout and diagnosis (an install stuck Creating never ends the operation).
                 operations.begin_create(*self._args(), self.arc.extension_name, Extension(properties=ExtensionProperties(
                     extension_type=EXTENSION_TYPE, auto_upgrade_minor_version=deployment["autoUpgradeMinorVersion"],
                     version=deployment.get("version"), configuration_settings=deployment[SETTINGS],
-                    configuration_protected_settings=deployment[PROTECTED])))
+                    configuration_protected_settings=deployment[PROTECTED])), polling=False)
         else:
             # A PATCH merges configuration settings (null removes one) and replaces protected ones whole.
             have = dict(current.properties.configuration_settings or {})
@@ -273,7 +274,7 @@ class ArcHost:
                     properties=PatchExtensionProperties(
                         auto_upgrade_minor_version=deployment["autoUpgradeMinorVersion"],
                         version=deployment.get("version"), configuration_settings=settings,
-                        configuration_protected_settings=deployment[PROTECTED])))
+                        configuration_protected_settings=deployment[PROTECTED])), polling=False)
         self._ctx.keep_secret(names.ARC_PROTECTED_DIGEST_SECRET, protected_digest(deployment[PROTECTED]))
 
     # -- what the cluster reports ---------------------------------------------------------------------
