@@ -56,6 +56,19 @@ class Store:
             if name not in have:
                 self._db.execute(f"ALTER TABLE requests ADD COLUMN {name} {sql_type}")
         self._depth = 0
+        # Writes so far, per document type, and resets: what `revision` answers. In memory only (one
+        # process writes state.db); a write rolled back still counts, which only costs a reader a look.
+        self._revisions: dict[str, int] = {}
+        self._resets = 0
+
+    def revision(self, doc_type: str) -> tuple[int, int]:
+        """Changes whenever a document of this type is written or deleted, so a background task can
+        skip its scan while nothing it reads has changed."""
+        return self._resets, self._revisions.get(doc_type, 0)
+
+    def _touch(self, types) -> None:
+        for doc_type in types:
+            self._revisions[doc_type] = self._revisions.get(doc_type, 0) + 1
 
     def close(self) -> None:
         self._db.close()
@@ -88,23 +101,28 @@ class Store:
         return json.loads(row[0]) if row else None
 
     def put(self, key: str, doc_type: str, body: dict, *, parent: str | None = None) -> None:
+        was = self._db.execute("SELECT type FROM docs WHERE key = ?", (key.lower(),)).fetchone()
+        if was and was[0] != doc_type:
+            self._touch([was[0]])  # it stops being one of those
         self._db.execute(
             "INSERT INTO docs(key, type, parent, body) VALUES (?, ?, ?, ?) "
             "ON CONFLICT(key) DO UPDATE SET type = excluded.type, parent = excluded.parent, "
             "body = excluded.body",
             (key.lower(), doc_type, parent.lower() if parent else None, json.dumps(body)),
         )
+        self._touch([doc_type])
 
     def delete(self, key: str) -> bool:
+        self._touch([r[0] for r in self._db.execute("SELECT type FROM docs WHERE key = ?", (key.lower(),))])
         cur = self._db.execute("DELETE FROM docs WHERE key = ?", (key.lower(),))
         return cur.rowcount > 0
 
     def delete_tree(self, key: str) -> int:
         """Delete a document and every document whose key lies under it."""
         key = key.lower()
-        cur = self._db.execute(
-            "DELETE FROM docs WHERE key = ? OR substr(key, 1, ?) = ?", (key, len(key) + 1, key + "/")
-        )
+        where, args = "key = ? OR substr(key, 1, ?) = ?", (key, len(key) + 1, key + "/")
+        self._touch([r[0] for r in self._db.execute(f"SELECT DISTINCT type FROM docs WHERE {where}", args)])
+        cur = self._db.execute(f"DELETE FROM docs WHERE {where}", args)
         return cur.rowcount
 
     def children(self, parent: str, doc_type: str | None = None) -> list[dict]:
@@ -128,6 +146,7 @@ class Store:
         return {k: json.loads(b) for k, b in self._db.execute("SELECT key, body FROM docs ORDER BY key")}
 
     def reset(self) -> None:
+        self._resets += 1
         self._db.execute("DELETE FROM docs")
         self._db.execute("DELETE FROM requests")
 

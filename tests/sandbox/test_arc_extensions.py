@@ -173,6 +173,24 @@ def test_extension_on_an_offline_cluster_fails(client, cluster, sandbox):
         == "Succeeded"
 
 
+def test_failed_operation_carries_the_extension_error(cluster, arm, sandbox):
+    """The operation (Azure-AsyncOperation) ends as the extension does: Failed, its errorInfo as the
+    ARM error; no Retry-After once it has ended."""
+    rg, name = cluster
+    control.cluster_offline(sandbox, name, 3600, resource_group=rg)
+    put = arm.request("PUT", ext_path(rg, name, "acr"), API, json={"properties": {
+        "extensionType": "microsoft.azure.containerregistry"}})
+    assert put.status_code == 201 and put.json()["properties"]["provisioningState"] == "Creating", put.text
+    polls = [arm.session.get(put.headers["Azure-AsyncOperation"])]
+    while polls[-1].json()["status"] == "InProgress" and len(polls) < 50:  # instant profile: at once
+        polls.append(arm.session.get(put.headers["Azure-AsyncOperation"]))
+    status = polls[-1].json()
+    info = arm.request("GET", ext_path(rg, name, "acr"), API).json()["properties"]["errorInfo"]
+    assert status["status"] == "Failed" and status["error"] == {"code": info["code"], "message": info["message"]}
+    assert info["code"] == "ExtensionOperationFailed" and "Offline" in info["message"]
+    assert "Retry-After-Ms" not in polls[-1].headers and status["properties"]["endTime"]
+
+
 def test_extension_on_a_cluster_without_agents_fails(client, arm):
     rg, name = make_group(arm), unique("bare")
     put = arm.request("PUT", f"/subscriptions/{{sub}}/resourceGroups/{rg}/providers/Microsoft.Kubernetes/"

@@ -68,10 +68,13 @@ class Release:
             doc = self.sandbox.store.get(self.ext_id)
             if doc is None or doc["properties"].get("provisioningState") == "Deleting":
                 return
-            if provisioning and doc["properties"].get("provisioningState") in PRE_READY:
+            settles = provisioning and doc["properties"].get("provisioningState") in PRE_READY
+            if settles:
                 doc["properties"]["provisioningState"] = provisioning
             doc["properties"]["statuses"] = statuses
             extensions.save(self.sandbox.store, doc, self.record["clusterId"])
+            if settles:
+                self.sandbox.operations.follow_resource(self.ext_id)  # the create/update operation ends
         self.reported = key
 
     # -- the forward ----------------------------------------------------------------------------
@@ -147,11 +150,33 @@ class ArcAgents:
         self.sandbox = sandbox
         self.releases: dict[str, Release] = {}
         self._task: asyncio.Task | None = None
+        # The store revisions of the release records and of the clusters last reconciled (None: not
+        # yet), so an idle agent neither scans the store nor touches the disk on its ticks.
+        self._releases_seen: tuple[int, int] | None = None
+        self._clusters_seen: tuple[int, int] | None = None
 
     def reconcile(self) -> None:
+        """Start, restart and stop releases as their records say, and remove the certificate folders
+        of clusters that are gone; each only when what it reads has changed since last time."""
+        store = self.sandbox.store
+        revision = store.revision(releases.RELEASE)
+        if revision != self._releases_seen:
+            self._reconcile_releases()
+            self._releases_seen = revision
+        revision = store.revision(clusters.CLUSTER_TYPE)
+        if revision != self._clusters_seen:
+            keep = {certs.cluster_directory(self.sandbox.state_dir, d["id"])
+                    for d in store.by_type(clusters.CLUSTER_TYPE)}
+            certs.prune(self.sandbox.state_dir, keep)
+            self._clusters_seen = revision
+
+    def _reconcile_releases(self) -> None:
         records = {r["extensionId"].lower(): r for r in releases.records(self.sandbox)}
         for key in [k for k in self.releases if k not in records]:
-            self.releases.pop(key).stop()
+            release = self.releases.pop(key)
+            release.stop()
+            with self.sandbox.store.transaction():
+                self.sandbox.operations.follow_resource(release.ext_id)  # a delete operation ends
         for key, record in records.items():
             current = self.releases.get(key)
             if current is not None and current.record.get("generation") == record.get("generation"):
@@ -159,9 +184,10 @@ class ArcAgents:
             if current is not None:
                 current.stop()
             self.releases[key] = Release(self.sandbox, record)
-        keep = {certs.cluster_directory(self.sandbox.state_dir, d["id"])
-                for d in self.sandbox.store.by_type(clusters.CLUSTER_TYPE)}
-        certs.prune(self.sandbox.state_dir, keep)
+
+    def running(self, ext_id: str) -> bool:
+        """Whether the extension's release still runs (its pod, its forward)."""
+        return ext_id.lower() in self.releases
 
     async def _run(self) -> None:
         while True:

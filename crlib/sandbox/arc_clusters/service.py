@@ -17,9 +17,15 @@ if TYPE_CHECKING:
     from ..runtime import Sandbox
 
 
+def _running(sandbox: Sandbox, ext_id: str) -> bool:
+    return agents(sandbox).running(ext_id)
+
+
 def init(sandbox: Sandbox) -> None:
     if install.install not in extensions.INSTALLERS:
         extensions.INSTALLERS.append(install.install)
+    if _running not in extensions.RUNNING:
+        extensions.RUNNING.append(_running)
     registry_responses.RESOLVERS[releases.FORWARD_ROLE] = responses.forward_endpoint
 
 

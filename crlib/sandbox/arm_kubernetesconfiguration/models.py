@@ -9,9 +9,10 @@ Where things are kept:
   `protected_settings(store, extension_id)` is how a cluster agent gets them.
 
 The seam for the cluster agent: `settle_installation(sandbox, doc)` decides how a create or update
-ends (Succeeded or Failed, `statuses`, `errorInfo`, `currentVersion`). Today it only looks at the
-cluster's connectivity; a later cluster agent replaces its body (or registers itself through
-`INSTALLERS`) to run the extension and report what happened.
+ends (Succeeded or Failed, `statuses`, `errorInfo`, `currentVersion`), or leaves it Creating/Updating
+(an installer raising InstallPending) for the agent to settle later; the operation lasts as long
+(operations.py). It looks at the cluster's connectivity and runs the installers registered in
+`INSTALLERS`; a cluster agent also registers in `RUNNING`, which a delete operation waits on.
 
 Documented behaviour modelled (MicrosoftDocs/azure-management-docs, articles/azure-arc/kubernetes/
 extensions.md): protected settings are "not retrievable using GET API calls or az k8s-extension
@@ -49,6 +50,11 @@ def protected_key(extension_id: str) -> str:
 
 def extension_id(cluster_id: str, name: str) -> str:
     return f"{cluster_id}/providers/Microsoft.KubernetesConfiguration/extensions/{name}"
+
+
+def cluster_of(ext_id: str) -> str:
+    """The id of the cluster an extension id lies under."""
+    return ext_id.split("/providers/Microsoft.KubernetesConfiguration/", 1)[0]
 
 
 def _bad(code: str, message: str) -> SandboxError:
@@ -184,6 +190,15 @@ def busy(doc: dict) -> bool:
 Installer = Callable[["Sandbox", dict, dict], None]
 INSTALLERS: list[Installer] = []
 
+# (sandbox, extension id) -> whether a cluster agent still runs the extension's workload; a delete
+# operation ends once the extension is gone and none does (operations.delete_outcome).
+Running = Callable[["Sandbox", str], bool]
+RUNNING: list[Running] = []
+
+
+def running(sandbox: Sandbox, ext_id: str) -> bool:
+    return any(check(sandbox, ext_id) for check in RUNNING)
+
 
 class InstallPending(Exception):
     """Raised by an installer whose workload is not ready yet (a Helm release waiting for its pods):
@@ -198,7 +213,8 @@ class InstallFailed(Exception):
 
 
 def settle_installation(sandbox: Sandbox, doc: dict) -> dict:
-    """Decide how an extension's create or update ends, when its operation completes.
+    """Decide how an extension's create or update ends, when its operation's duration has passed
+    (the operation then follows the extension until it is terminal: operations.install_outcome).
 
     A cluster whose agents are not Connected cannot pull the extension's configuration (conceptual-
     extensions.md: the config agent on the cluster pulls it from Azure), so the extension fails.
@@ -206,8 +222,7 @@ def settle_installation(sandbox: Sandbox, doc: dict) -> dict:
     one raising InstallFailed fails the extension. Returns the document, updated (not saved)."""
     from ..arm_kubernetes import models as clusters
 
-    cluster_id = doc["id"].split("/providers/Microsoft.KubernetesConfiguration/", 1)[0]
-    cluster = sandbox.store.get(cluster_id)
+    cluster = sandbox.store.get(cluster_of(doc["id"]))
     props = doc["properties"]
     try:
         if cluster is None:

@@ -1,6 +1,8 @@
 """HTTP layer for Microsoft.KubernetesConfiguration/extensions: create, update and delete as
 long-running operations polled through the extension's own `operations/{operationId}` URL
-(Azure-AsyncOperation), reads and lists. No response carries configurationProtectedSettings."""
+(Azure-AsyncOperation), reads and lists. No response carries configurationProtectedSettings.
+A create or update operation follows the extension until its provisioningState is terminal
+(operations.py)."""
 
 from __future__ import annotations
 
@@ -68,6 +70,7 @@ def put_extension(call: Call) -> web.Response:
     existing = store.get(ext_id)
     if existing is not None:
         _busy(existing)
+        call.sandbox.operations.follow_resource(ext_id)  # the last operation ends with the state it followed
     doc, protected = models.new_extension(ext_id, name, json_object_body(call), now=time.time(),
                                           tenant_id=call.sandbox.identity.tenant_id, current=existing)
     models.save(store, doc, cluster["id"])
@@ -84,6 +87,7 @@ def get_extension(call: Call) -> web.Response:
 def patch_extension(call: Call) -> web.Response:
     cluster, doc = _extension(call)
     _busy(doc)
+    call.sandbox.operations.follow_resource(doc["id"])
     protected = models.patch_extension(doc, json_object_body(call), now=time.time())
     models.save(call.sandbox.store, doc, cluster["id"])
     models.save_protected(call.sandbox.store, doc["id"], protected)
@@ -105,6 +109,7 @@ def delete_extension(call: Call) -> web.Response:
         raise SandboxError(409, "Conflict", f"The extension '{doc['name']}' is being deleted.")
     doc["properties"]["provisioningState"] = "Deleting"
     models.save(call.sandbox.store, doc, cluster["id"])
+    call.sandbox.operations.follow_resource(doc["id"])  # a create or update still running is Canceled
     _, headers = _begin(call, operations.EXTENSION_DELETE, cluster, doc)
     return web.Response(status=202, headers=headers)
 
@@ -119,6 +124,8 @@ def operation_status(call: Call) -> web.Response:
     cluster = _cluster(call)
     ext_id = models.extension_id(cluster["id"], call.params["extensionName"])
     op = call.sandbox.store.get(f"operation:{call.params['operationId']}")
+    if op is not None:
+        op = call.sandbox.operations.follow(op)
     if op is None or op["resourceId"].lower() != ext_id.lower():
         raise SandboxError(404, "ResourceNotFound", f"The operation '{call.params['operationId']}' could not be "
                            f"found for extension '{call.params['extensionName']}'.")

@@ -6,6 +6,10 @@ Completion runs the finalizer of its kind (core.service.OperationKind). Services
 kinds; an operation's record keeps the kind's name, so one pending at a restart finds its kind
 again. Every request settles whatever has come due first,
 which keeps the order of events deterministic without a background task.
+
+A kind with an `outcome` (core.service.OperationKind) follows its resource past the finalizer: the
+operation stays InProgress (record type FOLLOWING) until the outcome is terminal, which is asked
+whenever the operation is read and whenever its service calls `follow_resource`.
 """
 
 from __future__ import annotations
@@ -28,8 +32,11 @@ if TYPE_CHECKING:
     from ..runtime import Sandbox
 
 PENDING = "operation.pending"
+FOLLOWING = "operation.following"
 DONE = "operation"
-
+# How often a client is told to poll an operation that follows its resource: the resource settles
+# in the background, at no time the operation can predict.
+FOLLOW_POLL_SECONDS = 0.25
 
 
 class Operations:
@@ -104,14 +111,43 @@ class Operations:
             if op.get("injectedFailure"):
                 raise SandboxError(500, **fail_operation(self._sandbox, op))
             result = finalizer(self._sandbox, op) if finalizer else None
-            op["status"] = "Succeeded"
             if result is not None:
                 op["result"] = result
         except SandboxError as err:
-            op["status"] = "Failed"
-            op["error"] = {"code": err.code, "message": err.message}
+            self._conclude(op, "Failed", {"code": err.code, "message": err.message})
+            return
+        if kind is not None and kind.outcome is not None:
+            op["following"] = True
+            self._sandbox.store.put(f"operation:{op['id']}", FOLLOWING, op)
+            self.follow(op)
+        else:
+            self._conclude(op, "Succeeded", None)
+
+    def _conclude(self, op: dict, status: str, error: dict | None) -> None:
+        op["status"] = status
+        op.pop("following", None)
+        if error is not None:
+            op["error"] = {"code": error.get("code") or "OperationFailed", "message": error.get("message") or ""}
         op["endTime"] = time.time()
         self._sandbox.store.put(f"operation:{op['id']}", DONE, op)
+
+    def follow(self, op: dict) -> dict:
+        """Ask a following operation's kind how it stands; conclude it when terminal. Returns op."""
+        if not op.get("following"):
+            return op
+        kind = self._kinds.get(op["kind"])
+        outcome = kind.outcome(self._sandbox, op) if kind is not None and kind.outcome is not None \
+            else ("Succeeded", None)
+        if outcome is not None:
+            self._conclude(op, *outcome)
+        return op
+
+    def follow_resource(self, resource_id: str) -> None:
+        """Conclude the following operations of a resource whose state has just changed, so an
+        operation ends with the state it was following, never a later one."""
+        for op in self._sandbox.store.by_type(FOLLOWING):
+            if op["resourceId"].lower() == resource_id.lower():
+                self.follow(op)
 
     def secret_result(self, op_id: str) -> dict | None:
         return self._secret_results.get(op_id)
@@ -120,7 +156,7 @@ class Operations:
         op = self._sandbox.store.get(f"operation:{op_id}")
         if op is None:
             raise SandboxError(404, "OperationNotFound", f"The operation '{op_id}' could not be found.")
-        return op
+        return self.follow(op)
 
     @staticmethod
     def retry_after(op: dict) -> dict[str, str]:
@@ -129,9 +165,10 @@ class Operations:
         azure-core prefers Retry-After but reads 0 as "use your 30 s default", and generated SDK
         code parses a first response's Retry-After as an integer. So Retry-After carries the whole
         seconds (only when there is at least one) and Retry-After-Ms the exact remainder: a poll
-        lands when the operation completes, never later.
+        lands when the operation completes, never later. An operation following its resource has no
+        due time: FOLLOW_POLL_SECONDS.
         """
-        remaining = max(0.0, op["dueTime"] - time.time())
+        remaining = FOLLOW_POLL_SECONDS if op.get("following") else max(0.0, op["dueTime"] - time.time())
         headers = {"Retry-After-Ms": str(max(10, math.ceil(remaining * 1000)))}
         if remaining >= 1:
             headers["Retry-After"] = str(math.floor(remaining))

@@ -24,12 +24,17 @@ from .http import RouterSpec, UrlTable
 if TYPE_CHECKING:
     from ..runtime import Sandbox
 
-__all__ = ["Finalizer", "OperationKind", "RouterSpec", "Routes", "Service", "UrlTable"]
+__all__ = ["Finalizer", "OperationKind", "Outcome", "RouterSpec", "Routes", "Service", "UrlTable"]
 
 # Completes an operation: gets the sandbox and the operation's record, may return the result a
 # Location poll answers with (None keeps the one given to `begin`), and fails the operation by
 # raising SandboxError. It runs inside the store transaction that settles the operation.
 Finalizer = Callable[["Sandbox", dict], "dict | None"]
+
+# How an operation that follows its resource ends (OperationKind.outcome): gets the sandbox and the
+# operation's record; None while the resource is still provisioning, else (status, error): status
+# "Succeeded" (error None), "Failed" or "Canceled" with an ARM error {"code", "message"}.
+Outcome = Callable[["Sandbox", dict], "tuple[str, dict | None] | None"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,10 +47,17 @@ class OperationKind:
     profiles (config.LATENCY_PROFILES). `finalizer` runs when the duration has passed; None means
     completion only marks the operation Succeeded. A kind must be listed in its service's
     `operation_kinds`: beginning one that is not is a sandbox bug and answers 500.
+
+    `outcome`, when given, makes the operation follow its resource past the finalizer: it stays
+    InProgress (polled every `core.lro.FOLLOW_POLL_SECONDS`) until `outcome` returns a terminal
+    status, as an ARM operation whose resource settles in the background does (a cluster
+    extension's operation lasts until the extension's provisioningState is terminal). It is asked
+    when the operation is read and when its service calls `operations.follow_resource(id)`.
     """
 
     name: str
     finalizer: Finalizer | None = None
+    outcome: Outcome | None = None
 
 
 @dataclass(frozen=True)
