@@ -413,7 +413,7 @@ class ArcTls(_Model):
 class Arc(_Model):
     """An Azure Arc-enabled Kubernetes cluster running the connected-registry cluster extension.
 
-    Validated now; the Arc host that uses these parameters lands next. `cluster_resource_group`
+    The Arc host (crlib.hosts.arc) makes the extension from these. `cluster_resource_group`
     defaults to the site's `resource_group` and `extension_name` to the connected registry's name in
     lowercase (the quickstart names the extension after the connected registry).
     """

@@ -19,7 +19,8 @@ def test_a_checkout_runs_the_repository_notebooks():
     assert bundled.checkout() == ROOT
     assert bundled.notebooks_dir() == runner.NOTEBOOKS_DIR == ROOT / "notebooks"
     assert bundled.notebooks() == sorted((ROOT / "notebooks").glob("*.ipynb"))
-    assert [p.name for p in bundled.parameter_files()] == ["example-azure.yaml", "sandbox.yaml"]
+    assert [p.name for p in bundled.parameter_files()] == ["example-azure-arc.yaml", "example-azure.yaml",
+                                                           "sandbox-arc.yaml", "sandbox.yaml"]
 
 
 def test_notebooks_list_names_every_notebook_and_parameter_file(capsys):

@@ -81,6 +81,9 @@ def _add_cluster_parser(commands: argparse._SubParsersAction) -> None:
     connect.add_argument("--storage-class", default="standard")
     connect.add_argument("--arch", choices=("amd64", "arm64"), default="amd64")
     connect.add_argument("--kubernetes-version", default="1.30.4")
+    connect.add_argument("--location", default=None, help="the cluster's region (default: its resource group's)")
+    connect.add_argument("--create-group", action="store_true",
+                         help="create the resource group first when it is missing, as az group create would")
     offline = cluster_commands.add_parser("offline", help="cut a cluster off for a while (simulated seconds)")
     offline.add_argument("name", metavar="NAME")
     offline.add_argument("--seconds", type=float, required=True, help="simulated seconds before it comes back")
@@ -101,7 +104,8 @@ def _cluster(args: argparse.Namespace, control) -> int:
         if args.cluster_command == "connect":
             shown = control.connect_cluster(status, args.name, args.resource_group, service_cidr=args.service_cidr,
                                             storage_class=args.storage_class, arch=args.arch,
-                                            kubernetes_version=args.kubernetes_version)
+                                            kubernetes_version=args.kubernetes_version, location=args.location,
+                                            create_group=args.create_group)
         elif args.cluster_command == "forward":
             shown = control.cluster_forward(status, args.name, args.extension, resource_group=args.resource_group)
             if not args.json:

@@ -179,15 +179,18 @@ def device_offline(status: dict, device_id: str, seconds: float, hub: str | None
 
 def connect_cluster(status: dict, name: str, resource_group: str, *, service_cidr: str = "10.0.0.0/16",
                     storage_class: str = "standard", arch: str = "amd64", kubernetes_version: str = "1.30.4",
-                    location: str | None = None) -> dict:
+                    location: str | None = None, create_group: bool = False) -> dict:
     """Make an Arc-enabled cluster as `az connectedk8s connect -n NAME -g RG` would: a
     Microsoft.Kubernetes/connectedClusters resource, Connected, whose agents report. The service
     CIDR, storage class and node architecture are facts about the cluster (data only), kept beside
-    the ARM document. The resource group must exist."""
-    body = {"name": name, "resource_group": resource_group, "service_cidr": service_cidr,
+    the ARM document. The resource group must exist, unless `create_group` (then it is made first,
+    as `az group create` would, at `location` or westus)."""
+    body: dict[str, object] = {"name": name, "resource_group": resource_group, "service_cidr": service_cidr,
             "storage_class": storage_class, "arch": arch, "kubernetes_version": kubernetes_version}
     if location:
         body["location"] = location
+    if create_group:
+        body["create_group"] = True
     return admin(status, "POST", "/_sandbox/arc/clusters", body)
 
 

@@ -11,10 +11,8 @@ import yaml
 from notebook_kit import crlib_run, secret_values
 from testkit import site_data
 
-from crlib import archive, params, runbook
-from crlib.context import open_context
+from crlib import archive
 from crlib.sandbox import control
-from crlib.secrets import LocalSecretStore
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +26,8 @@ def arc_lifecycle(sandbox, tmp_path_factory):
                                            "storage_class": "standard"}}
     path = base / "arc.yaml"
     path.write_text(yaml.safe_dump(data))
-    # The operator's part before the runbook: the resource group and `az connectedk8s connect`.
-    runbook.run(open_context(params.load(data), secrets=LocalSecretStore(base / "secrets")), only=["group"])
-    control.connect_cluster(sandbox, cluster, data["resource_group"])
+    # The operator's part before the runbook: `az group create` and `az connectedk8s connect`.
+    control.connect_cluster(sandbox, cluster, data["resource_group"], create_group=True)
     runs, seen = [], set()
     for only in (None, ["90"], ["99-teardown"]):
         runs.append(crlib_run(path, base / "runs", only=only))

@@ -32,9 +32,8 @@ def arc_site(sandbox, make_context, torn_down):
         data["connected_registry"]["mode"] = mode
         data["host"] = {"kind": "arc", "arc": {"cluster": cluster, "service_cluster_ip": "10.0.0.100", **arc}}
         ctx = make_context(params.load(data))
-        runbook.run(ctx, only=["group"])
         control.connect_cluster(sandbox, cluster, data["resource_group"], service_cidr="10.0.0.0/16",
-                                storage_class=cluster_storage_class, arch=arch)
+                                storage_class=cluster_storage_class, arch=arch, create_group=True)
         torn_down(ctx)
         return ctx
 

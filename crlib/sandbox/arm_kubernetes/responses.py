@@ -8,6 +8,7 @@ import time
 
 from aiohttp import web
 
+from ..arm_resources.models import create_or_update_group
 from ..clock import iso
 from ..core.arm import json_object_body, list_page, require_api_version, require_resource_group, resource_group_id
 from ..core.errors import SandboxError
@@ -125,6 +126,9 @@ def admin_connect(call: Call) -> web.Response:
     storage_class = _text(body, "storage_class", "standard")
     sub = sandbox.identity.subscription_id
     group = sandbox.store.get(resource_group_id(sub, rg))
+    if group is None and body.get("create_group") is True:
+        # What the operator's `az group create -n RG -l LOCATION` does first.
+        group, _ = create_or_update_group(sandbox, sub, rg, {"location": _text(body, "location", "westus")})
     if group is None:
         raise SandboxError(404, "ResourceGroupNotFound", f"Resource group '{rg}' could not be found.")
     rid = models.cluster_id(sub, group["name"], name)
