@@ -4,8 +4,9 @@ extension), the activation instance (new per install, as a new pod is) and the T
 
 from __future__ import annotations
 
-import socket
 from typing import TYPE_CHECKING
+
+from ..core.http import free_loopback_port
 
 if TYPE_CHECKING:
     from ..runtime import Sandbox
@@ -27,10 +28,4 @@ def records(sandbox: Sandbox) -> list[dict]:
 
 
 def reserve_port(sandbox: Sandbox) -> int:
-    taken = set(sandbox.hosts) | {r.get("forwardPort") for r in records(sandbox)}
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if port not in taken:
-            return port
+    return free_loopback_port(set(sandbox.hosts) | {r.get("forwardPort") for r in records(sandbox)})

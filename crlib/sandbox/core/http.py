@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -209,3 +210,13 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 def empty(status: int, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(status=status, headers=headers)
+
+
+def free_loopback_port(taken: set) -> int:
+    """A loopback port free now and not in `taken` (ports reserved for listeners not yet open)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port not in taken:
+            return port

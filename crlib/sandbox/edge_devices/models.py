@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core.errors import SandboxError
+from ..core.http import free_loopback_port
 from ..iothub_service.urls import ROUTER as HUB_SERVICE_API
 from . import device_ca
 
@@ -80,13 +80,7 @@ def provision(sandbox: Sandbox, connection_string: str) -> dict:
 def reserve_port(sandbox: Sandbox) -> int:
     """A free loopback port for the device's address (the port is bound only while the API proxy
     publishes it; until then nothing answers there)."""
-    taken = set(sandbox.hosts) | {r.get("endpointPort") for r in records(sandbox)}
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if port not in taken:
-            return port
+    return free_loopback_port(set(sandbox.hosts) | {r.get("endpointPort") for r in records(sandbox)})
 
 
 def ca_directory(sandbox: Sandbox, record: dict) -> Path:
