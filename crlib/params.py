@@ -98,8 +98,16 @@ class Device(_Model):
     registry, and the CA they trust for it. On IoT Edge that is the device's API proxy; with
     `host.kind: arc` it is the in-cluster service (`host.arc.service_cluster_ip`) as forwarded to
     the operator's machine, trusted with the CA that signs its certificate (cert-manager's, or
-    `host.arc.tls.ca_cert`). `iotedge_version`, `host_os`, `parent_device` and `parent_address`
-    mean something on IoT Edge only; Site refuses them with `host.kind: arc`.
+    `host.arc.tls.ca_cert`). `iotedge_version`, `host_os`, `parent_device`, `parent_address`,
+    `gateway`, `hostname`, `edge_ca_cert`, `edge_ca_key` and `trust_bundle_cert` mean something on
+    IoT Edge only; Site refuses them with `host.kind: arc`.
+
+    A nested hierarchy (IoT Edge docs "how-to-connect-downstream-iot-edge-device"): a parent device
+    is a gateway (`gateway: true`) with the `hostname` its children reach it by and its own edge CA
+    (`edge_ca_cert`, `edge_ca_key`); a child (`parent_device`) trusts the root CA that signed its
+    parent's edge CA (`trust_bundle_cert`; the host provisioning script requires it). A middle
+    layer is both. The certificate paths are on the device, referenced by config.toml as file URIs;
+    crlib never reads them.
     """
 
     id: str = Field(pattern=r"^[A-Za-z0-9\-:.+%_#*?!(),=@$']{1,128}$")
@@ -113,6 +121,17 @@ class Device(_Model):
                                                   "trust for the device (the sandbox fills it in)")
     parent_address: str | None = Field(None, description="host[:port] of the parent device's API proxy, as this "
                                                          "device reaches it (nested devices; the sandbox fills it in)")
+    gateway: Bool = Field(False, description="true: the device is a parent (gateway) for child devices; needs "
+                                             "hostname, edge_ca_cert and edge_ca_key")
+    hostname: str | None = Field(None, description="FQDN or IP address the child devices reach this device by "
+                                                   "(config.toml hostname; shorter than 64 characters)")
+    edge_ca_cert: str | None = Field(None, description="absolute path ON THE DEVICE of its edge CA certificate (PEM, "
+                                                       "signed by the hierarchy's root CA); config.toml [edge_ca] cert")
+    edge_ca_key: str | None = Field(None, description="absolute path ON THE DEVICE of the edge CA's private key "
+                                                      "(PEM); config.toml [edge_ca] pk")
+    trust_bundle_cert: str | None = Field(None, description="absolute path ON THE DEVICE of the root CA certificate "
+                                                            "(PEM) that signed the parent's edge CA; config.toml "
+                                                            "trust_bundle_cert (required on a child device)")
 
     @field_validator("address", "parent_address")
     @classmethod
@@ -132,6 +151,46 @@ class Device(_Model):
         if b"-----BEGIN CERTIFICATE-----" not in path.read_bytes()[:1 << 20]:
             raise ValueError(f"'{value}' holds no PEM certificate")
         return str(path)
+
+    @field_validator("hostname")
+    @classmethod
+    def _hostname(cls, value: str | None) -> str | None:
+        # IoT Edge docs (configure-device, how-to-connect-downstream-iot-edge-device): an FQDN or IP
+        # address, shorter than 64 characters (a server certificate's common name limit).
+        if value is None:
+            return None
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            pass
+        label = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+        if len(value) >= 64 or not re.fullmatch(rf"{label}(?:\.{label})*", value):
+            raise ValueError(f"{value!r} is not an FQDN or IP address shorter than 64 characters (the name the "
+                             "child devices reach this device by)")
+        return value
+
+    @field_validator("edge_ca_cert", "edge_ca_key", "trust_bundle_cert")
+    @classmethod
+    def _device_path(cls, value: str | None) -> str | None:
+        # A path on the device, written into config.toml as a file URI as it is (nothing to escape
+        # in TOML or the URI): absolute, no spaces, quotes or control characters. Not read here.
+        if value is not None and not re.fullmatch(r"(?:/[A-Za-z0-9._+@-]+)+", value):
+            raise ValueError(f"{value!r} is not an absolute path on the device (/ followed by letters, digits, "
+                             "'.', '_', '-', '+', '@' and '/'; no spaces or quotes)")
+        return value
+
+    @model_validator(mode="after")
+    def _gateway_fields(self) -> Device:
+        if self.gateway:
+            for field, what in (("hostname", "the FQDN or IP address its children reach it by"),
+                                ("edge_ca_cert", "the path on the device of its edge CA certificate"),
+                                ("edge_ca_key", "the path on the device of its edge CA private key")):
+                if getattr(self, field) is None:
+                    raise ValueError(f"{field}: is required with gateway: true ({what})")
+        for field, other in (("edge_ca_cert", "edge_ca_key"), ("edge_ca_key", "edge_ca_cert")):
+            if getattr(self, field) is not None and getattr(self, other) is None:
+                raise ValueError(f"{other}: is required with {field} (an edge CA is a certificate and its key)")
+        return self
 
 
 class Registry(_Model):
@@ -198,6 +257,10 @@ class ConnectedRegistry(_Model):
     notifications: list[str] = Field(default_factory=list)
     garbage_collection: GarbageCollection = GarbageCollection()
     parent: str | None = Field(None, description="name of the parent connected registry, for a nested device")
+    sync_module_images: Bool | None = Field(None, description="sync the IoT Edge module repositories (connected "
+                                            "registry, edgeAgent, edgeHub, API proxy) down the layers so children "
+                                            "pull their modules from $upstream; default: true for a nested child "
+                                            "(its ancestors get them), false otherwise")
 
     @field_validator("name")
     @classmethod
@@ -594,9 +657,16 @@ class Site(_Model):
             if getattr(self.device, field) is not None:
                 raise ValueError(f"device.{field}: nested connected registries are not in Microsoft's Arc docs; "
                                  "remove it, or use host.kind iotedge")
+        for field in ("gateway", "hostname", "edge_ca_cert", "edge_ca_key", "trust_bundle_cert"):
+            if getattr(self.device, field) not in (None, False):
+                raise ValueError(f"device.{field}: means nothing on an Arc host (it configures an IoT Edge "
+                                 "gateway or child); remove it, or use host.kind iotedge")
         if self.connected_registry.parent is not None:
             raise ValueError("connected_registry.parent: nested connected registries are not in Microsoft's Arc "
                              "docs; remove it, or use host.kind iotedge")
+        if self.connected_registry.sync_module_images:
+            raise ValueError("connected_registry.sync_module_images: syncs IoT Edge module images for nested "
+                             "devices, which an Arc host has none of; remove it, or use host.kind iotedge")
         for field in ("iotedge_version", "host_os"):
             # The default is let through, so that a dumped site (model_dump) loads again.
             if getattr(self.device, field) != Device.model_fields[field].default:

@@ -41,6 +41,31 @@ def module_repositories(ctx: RunContext) -> list[str]:
     return sorted({ref.rsplit(":", 1)[0] for ref in ctx.site.images.all().values()})
 
 
+def deployed_module_repositories(ctx: RunContext) -> list[str]:
+    """The repositories a deployment runs from: the ones a child pulls through its parent (the nested
+    tutorial: acr/connected-registry, azureiotedge-agent, azureiotedge-hub, azureiotedge-api-proxy)."""
+    images = ctx.site.images
+    return sorted({ref.rsplit(":", 1)[0] for ref in (images.connected_registry, images.edge_agent, images.edge_hub,
+                                                     images.api_proxy)})
+
+
+def syncs_module_images(ctx: RunContext) -> bool:
+    """connected_registry.sync_module_images, by default on for a nested child (so its ancestors hold
+    what it pulls from $upstream) and off otherwise."""
+    cr = ctx.site.connected_registry
+    return cr.sync_module_images if cr.sync_module_images is not None else cr.parent is not None
+
+
+def module_sync_actions(ctx: RunContext) -> list[str]:
+    """Read actions on the module repositories the connected registry does not list itself, when it
+    syncs module images (az acr connected-registry permissions update --add, for every ancestor)."""
+    if not syncs_module_images(ctx):
+        return []
+    listed = {r.lower() for r in ctx.site.connected_registry.repositories}
+    return [f"repositories/{repo}/{action}" for repo in deployed_module_repositories(ctx) if repo not in listed
+            for action in names.REPOSITORY_ACTIONS["ReadOnly"]]
+
+
 def password_refusal(ctx: RunContext, registry: Any, token: Any) -> str | None:
     """Why the stored pull password cannot be used (None when it works)."""
     password = ctx.get_secret(names.PULL_SECRET)
@@ -85,6 +110,31 @@ def _plan_token(ctx: RunContext, plan: StepPlan, step: str, registry: Any, name:
              call=call)
 
 
+def _plan_parent_attachment(ctx: RunContext, plan: StepPlan, step: str, registry: Any, name: str) -> None:
+    """A nested child pulls its modules from its parent connected registry, whose API proxy accepts
+    that registry's client tokens only: attach the pull token to the parent (kept besides the
+    parent's own client tokens by the parent site's access step)."""
+    parent_name = ctx.site.connected_registry.parent
+    assert parent_name is not None
+    parent = readers.connected_registry(ctx, parent_name)
+    token_id = tokens.token_id(registry, name)
+    attached = list(parent.client_token_ids or []) if parent is not None else []
+    if parent is None or any(readers.same_id(i, token_id) for i in attached):
+        return  # a missing parent is the definition step's refusal
+
+    def attach() -> None:
+        with map_exceptions(step, f"attaching token '{name}' to parent connected registry '{parent_name}'"):
+            ctx.clients.acr.connected_registries.begin_update(
+                ctx.site.resource_group, ctx.site.registry.name, parent_name, models.ConnectedRegistryUpdateParameters(
+                    properties=models.ConnectedRegistryUpdateProperties(client_token_ids=[*attached, token_id]))).result()
+
+    plan.add(Action.UPDATE, "connected registry", parent_name,
+             f"attach token '{name}' to parent connected registry '{parent_name}' (the device pulls its modules "
+             "through it from $upstream)", fields=[FieldChange("client tokens", [readers.name_of(i) for i in attached],
+                                                              [*(readers.name_of(i) for i in attached), name])],
+             call=attach)
+
+
 def plan_pull_access(ctx: RunContext, step: str, registry: Any) -> StepPlan:
     """Scope map and token `<cr>-pull` with content/read on the module repositories, and a working
     password in the secret store. `registry` None (a plan before the endpoint step): every write
@@ -108,6 +158,8 @@ def plan_pull_access(ctx: RunContext, step: str, registry: Any) -> StepPlan:
         created=f"create scope map '{name}' (content/read on {listed})",
         updated=lambda added, removed: f"update scope map '{name}' to content/read on {listed}")
     _plan_token(ctx, plan, step, registry, name, token)
+    if ctx.site.connected_registry.parent is not None and registry is not None:
+        _plan_parent_attachment(ctx, plan, step, registry, name)
     refusal = password_refusal(ctx, registry, token) if token is not None else "the token is new"
     if refusal:
         secret = ctx.secret_name(names.PULL_SECRET)

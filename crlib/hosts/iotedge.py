@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..azure import devices, names, readers
 from ..azure.errors import get_or_none, map_exceptions
+from ..azure.pull_access import deployed_module_repositories
 from ..azure.removal import deletion, secret_deletions
 from . import HostStatus
 from . import iotedge_manifest as manifests
@@ -162,7 +163,22 @@ class IoTEdgeHost:
                             f"(desired version {desired.get('$version')}, applied {reported.get('lastDesiredVersion')})")
         running = _running(reported)
         return findings + [finding for name, image in _wanted_images(desired).items()
-                           if (finding := _module_finding(name, image, running.get(name)))]
+                           if (finding := _module_finding(name, image, running.get(name)))] + self._parent_findings()
+
+    def _parent_findings(self) -> list[str]:
+        """A nested device pulls its modules from its parent connected registry: the module
+        repositories the parent does not sync, named."""
+        parent = self._ctx.site.connected_registry.parent
+        if self._ctx.site.device.parent_device is None or parent is None:
+            return []
+        with map_exceptions(self.step, f"reading the sync scope map of parent connected registry '{parent}'"):
+            scope_map = readers.scope_map(self._ctx, names.sync_scope_map_name(parent))
+        actions = set(scope_map.actions or []) if scope_map is not None else set()
+        return [f"parent connected registry '{parent}' does not sync repository '{repo}', which this device pulls "
+                f"from $upstream: set connected_registry.sync_module_images: true (or add '{repo}' to the "
+                "parent's repositories)"
+                for repo in deployed_module_repositories(self._ctx)
+                if f"repositories/{repo}/content/read" not in actions]
 
     # -- teardown ----------------------------------------------------------------------------------------
     def removal(self) -> list[Change]:

@@ -10,6 +10,15 @@ forward. Every image is `<login server>/<repository:tag>` with the login server 
 edge agent pulls them with the module pull token `<connected registry>-pull`, whose password the
 manifest step keeps as the secret "module-pull-password" (crlib.azure.pull_access).
 
+**A nested child** (`device.parent_device`) has no route to the cloud: as in Microsoft's nested
+tutorial (tutorial-deploy-connected-registry-nested-iot-edge-cli.md, "Deployment manifest for the
+lower layer"), every image is `$upstream:8000/<repository:tag>`, pulled through the parent device's
+API proxy from the parent connected registry, which syncs the module repositories
+(`connected_registry.sync_module_images`). The registry credential is for `$upstream:8000`, with the
+same pull token, attached to the parent connected registry as a client token (its API proxy
+accepts only those). The API proxy gets the tutorial's lower-layer settings too
+(`NGINX_CONFIG_ENV_VAR_LIST`, `BLOB_UPLOAD_ROUTE_ADDRESS`).
+
 **Validation.** Each part is checked against the IoT Edge JSON schema its schemaVersion names
 (vendored in crlib/schemas), and every createOptions string (with its createOptions01..
 continuations) must be a JSON object, which the schemas do not check.
@@ -41,6 +50,7 @@ EDGE_HUB = "$edgeHub"
 CONNECTED_REGISTRY_MODULE = "connectedRegistry"
 API_PROXY_MODULE = "IoTEdgeAPIProxy"
 API_PROXY_PORT = "8000"
+UPSTREAM = f"$upstream:{API_PROXY_PORT}"  # the parent device's API proxy, as a child's IoT Edge resolves it
 # Microsoft's quickstart binds the connected registry's data to this host directory.
 HOST_DATA_DIR = "/home/azureuser/connected-registry"
 SCHEMAS = {
@@ -64,7 +74,8 @@ def _json(value: dict) -> str:
 
 def compose_manifest(ctx: RunContext, registry: Any, *, pull_password: str, connection_string: str) -> dict:
     """The manifest from inputs already read: `registry` as ARM returns it (name, login_server)."""
-    login = registry.login_server
+    nested = ctx.site.device.parent_device is not None
+    login = UPSTREAM if nested else registry.login_server
     images = ctx.site.images
 
     def image(reference: str) -> str:
@@ -82,7 +93,8 @@ def compose_manifest(ctx: RunContext, registry: Any, *, pull_password: str, conn
     agent = {
         "schemaVersion": "1.1",
         "runtime": {"type": "docker", "settings": {"minDockerVersion": "v1.25", "registryCredentials": {
-            registry.name: {"address": login, "username": pull_user, "password": pull_password}}}},
+            ("upstream" if nested else registry.name): {"address": login, "username": pull_user,
+                                                        "password": pull_password}}}},
         "systemModules": {
             "edgeAgent": {"type": "docker", "settings": {"image": image(images.edge_agent), "createOptions": ""},
                           "env": {"SendRuntimeQualityTelemetry": {"value": "false"}}},
@@ -97,7 +109,11 @@ def compose_manifest(ctx: RunContext, registry: Any, *, pull_password: str, conn
             API_PROXY_MODULE: module(
                 images.api_proxy, ports(API_PROXY_PORT),
                 {"NGINX_DEFAULT_PORT": API_PROXY_PORT,
-                 "CONNECTED_ACR_ROUTE_ADDRESS": f"{CONNECTED_REGISTRY_MODULE}:8080"}),
+                 "CONNECTED_ACR_ROUTE_ADDRESS": f"{CONNECTED_REGISTRY_MODULE}:8080",
+                 **({"NGINX_CONFIG_ENV_VAR_LIST": "NGINX_DEFAULT_PORT,BLOB_UPLOAD_ROUTE_ADDRESS,"
+                                                  "CONNECTED_ACR_ROUTE_ADDRESS,IOTEDGE_PARENTHOSTNAME,"
+                                                  "DOCKER_REQUEST_ROUTE_ADDRESS",
+                     "BLOB_UPLOAD_ROUTE_ADDRESS": "AzureBlobStorageonIoTEdge:11002"} if nested else {})}),
         },
     }
     hub = {"schemaVersion": "1.2", "routes": {"upstream": "FROM /messages/* INTO $upstream"},

@@ -26,10 +26,10 @@ from typing import Any, cast
 
 from azure.mgmt.containerregistry import models
 
-from ..azure import inputs, readers, tokens
+from ..azure import inputs, names, readers, tokens
 from ..azure.errors import map_exceptions
 from ..azure.names import PASSWORD_SLOT, client_token_secret
-from ..azure.readers import name_of
+from ..azure.readers import name_of, same_id
 from ..context import RunContext
 from ..errors import ParameterError, PreconditionFailed
 from ..params import REPOSITORY, SCOPE_ACTIONS, ClientToken, Site
@@ -184,21 +184,34 @@ def _plan_token(ctx: RunContext, plan: StepPlan, read: _Read, spec: ClientToken,
         plan.made[_password_key(spec.name)] = stored
 
 
+def _children_pull_tokens(ctx: RunContext, connected: Any) -> dict[str, str]:
+    """The module pull tokens of this registry's nested children attached to it (name -> id)."""
+    if connected is None:
+        return {}
+    children = {names.pull_token_name(c.name).lower() for c in readers.connected_registries(ctx)
+                if c.parent is not None and c.parent.id and same_id(c.parent.id, connected.id)}
+    return {name_of(i).lower(): i for i in connected.client_token_ids or [] if name_of(i).lower() in children}
+
+
 def _plan_attach(ctx: RunContext, plan: StepPlan, read: _Read) -> None:
-    """Make clientTokenIds exactly this site's tokens (SET semantics: others are detached)."""
+    """Make clientTokenIds exactly this site's tokens (SET semantics: others are detached), besides
+    the module pull tokens of nested children, which their own sites attach here."""
     cr_name = ctx.site.connected_registry.name
     attached = {name_of(i).lower(): i for i in (read.connected.client_token_ids or [])} if read.connected else {}
+    children = _children_pull_tokens(ctx, read.connected)
+    attached = {n: i for n, i in attached.items() if n not in children}
     wanted = {name.lower(): name for name in read.found}
     if set(attached) == set(wanted):
         return
     attach = [wanted[n] for n in wanted if n not in attached]
     detach = [name_of(attached[n]) for n in attached if n not in wanted]
+    kept = list(children.values())
 
     def call() -> None:
         site = ctx.site
         with map_exceptions(STEP, f"setting the client tokens of connected registry '{cr_name}'"):
             # Applied only once the registry exists: every token then has an id.
-            ids = cast("list[str]", [read.token_id(plan, name) for name in read.found])
+            ids = cast("list[str]", [read.token_id(plan, name) for name in read.found]) + kept
             plan.made[CONNECTED] = ctx.clients.acr.connected_registries.begin_update(
                 site.resource_group, site.registry.name, cr_name, models.ConnectedRegistryUpdateParameters(
                     properties=models.ConnectedRegistryUpdateProperties(client_token_ids=ids))).result()

@@ -5,9 +5,13 @@ The sync scope map and the sync token are both named after the connected registr
 carries the registry's four gateway actions and, per repository, the actions its mode needs; a
 nested connected registry's gateway and repository actions are also added to the sync scope map
 of its parent and of every ancestor above it, as the CLI does. Actions that descendants put into
-this registry's own scope map are kept. Mode and parent cannot change once created (Azure refuses
-both); other drift (schedule, window, TTL, log level, notifications, garbage collection,
-repositories) is corrected. Attaching client tokens is the access step's job: they are kept.
+this registry's own scope map are kept. With `sync_module_images` (the default for a nested child)
+the module repositories' read actions join the registry's own, hence every ancestor's: a child
+pulls its modules from `$upstream`, the parent connected registry, which must have synced them (the
+nested tutorial: "make sure that it syncs all the required images locally"). Mode and parent
+cannot change once created (Azure refuses both); other drift (schedule, window, TTL, log level,
+notifications, garbage collection, repositories) is corrected. Attaching client tokens is the
+access step's job: they are kept.
 
 `plan_definition` reads everything and makes every refusal before the plan's first write; the
 Azure helpers it uses live in crlib.azure (readers, names, family, tokens).
@@ -25,6 +29,7 @@ from azure.mgmt.containerregistry import models
 
 from ..azure import family, inputs, names, readers, tokens
 from ..azure.errors import map_exceptions
+from ..azure.pull_access import module_sync_actions
 from ..azure.readers import name_of, same_id, text
 from ..context import RunContext
 from ..errors import ParameterError, PreconditionFailed
@@ -118,7 +123,7 @@ def _read(ctx: RunContext, registry: Any) -> _Read:
     existing = readers.usable(readers.connected_registry(ctx)) if exists else None  # a Failed one is PUT again
     if existing is not None:
         _check_fixed(ctx, existing, parent, _sync_token_id(ctx, registry))
-    own_actions = names.sync_actions(cr.name, cr.mode, cr.repositories)
+    own_actions = names.sync_actions(cr.name, cr.mode, cr.repositories) + module_sync_actions(ctx)
     return _Read(
         registry, parent, existing,
         readers.usable(readers.scope_map(ctx, names.sync_scope_map_name(cr.name))) if exists else None,

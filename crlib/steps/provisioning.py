@@ -20,6 +20,31 @@ variants) call it expected on a newly provisioned device, since edgeHub does not
 that deploying the modules resolves it. The script reads the check's JSON report
 (`iotedge check --output json`), shows that finding as waiting for the deployment, and fails on any
 other error.
+
+**Nested IoT Edge** (IoT Edge 1.5 docs "Connect Azure IoT Edge devices to create a hierarchy"
+(how-to-connect-downstream-iot-edge-device), "Tutorial: Create a hierarchy of IoT Edge devices"
+(tutorial-nested-iot-edge), "Configure IoT Edge device settings" (configure-device) and the
+config.toml template, edgelet/contrib/config/linux/template.toml in Azure/iotedge; and the connected
+registry tutorial tutorial-deploy-connected-registry-nested-iot-edge-cli.md, removed from
+MicrosoftDocs/azure-management-docs in May 2025). The global parameters come first, before any
+table, as configure-device requires:
+
+- a **gateway** (`device.gateway: true`, any device with children) gets `hostname`, the FQDN or IP
+  address its children use as their `parent_hostname` (edgeHub's server certificate carries it), and
+  its own edge CA: `[edge_ca]` `cert` and `pk`;
+- a **child** (`device.parent_device`) gets `parent_hostname`, `trust_bundle_cert` (the root CA that
+  signed its parent's edge CA; required) and `[agent.config] image`: the edgeAgent the device starts
+  with, pulled through its parent as `$upstream:<API proxy port>/<images.edge_agent>`, from the same
+  place the deployment manifest points its modules (crlib.hosts.iotedge_manifest). The port is the
+  connected registry tutorial's: its API proxy listens on 8000 and its `iotedge_config.yaml` sets
+  `default_edge_agent: "$upstream:8000/azureiotedge-agent:..."`, while edgeHub publishes 443 (the
+  IoT Edge docs' `$upstream:443` is their layout, whose API proxy takes 443);
+- a **middle layer** is both. `trust_bundle_cert` and `[edge_ca]` are written for any device that
+  names them (the how-to gives every device of a hierarchy its own edge CA).
+
+Certificates and keys stay where the engineer put them on the device (the how-to's /var/aziot/certs
+and /var/aziot/secrets): config.toml references them as `file://` URIs and the script only checks
+that they are regular files, so no key passes through crlib or a command line.
 """
 
 from __future__ import annotations
@@ -31,6 +56,7 @@ from ..azure.names import DEVICE_SECRET
 from ..context import RunContext
 from ..errors import ParameterError
 from ..hosts.check_script import shell_assignment, shell_comment
+from ..hosts.iotedge_manifest import API_PROXY_PORT
 
 CONNECTION_STRING_FILE = "/etc/aziot/device-connection-string"
 CONFIG_FILE = "/etc/aziot/config.toml"
@@ -112,6 +138,13 @@ readonly CONNECTION_STRING_FORMAT='^HostName=[A-Za-z0-9.-]+;DeviceId=([^;"\]+);S
 [[ ${ID:-} == ubuntu && ${VERSION_ID:-} == "$UBUNTU_VERSION" ]] ||
     fail "this script is for Ubuntu $UBUNTU_VERSION; this host runs ${PRETTY_NAME:-an unknown system}"
 
+# The nested IoT Edge certificates: placed on the device beforehand, referenced by config.toml.
+for device_file in "$TRUST_BUNDLE_CERT" "$EDGE_CA_CERT" "$EDGE_CA_KEY"; do
+    if [[ -n $device_file && ! -f $ROOT$device_file ]]; then
+        fail "$device_file is missing: copy it onto the device first (see the top of this script)"
+    fi
+done
+
 workdir=$(mktemp -d)
 trap 'rm -rf "$workdir"' EXIT
 
@@ -173,13 +206,30 @@ write_config() {
         umask 077
         {
             echo "# Written by crlib's provisioning script for device $DEVICE_ID."
+            # The global parameters, before any table.
+            if [[ -n $EDGE_HOSTNAME ]]; then
+                # A gateway: the name its children reach it by.
+                printf 'hostname = "%s"\n' "$EDGE_HOSTNAME"
+            fi
             if [[ -n $PARENT_HOSTNAME ]]; then
                 # A nested device reaches IoT Hub and its registry through its parent.
-                printf 'parent_hostname = "%s"\n\n' "$PARENT_HOSTNAME"
+                printf 'parent_hostname = "%s"\n' "$PARENT_HOSTNAME"
             fi
+            if [[ -n $TRUST_BUNDLE_CERT ]]; then
+                printf 'trust_bundle_cert = "file://%s"\n' "$TRUST_BUNDLE_CERT"
+            fi
+            echo
             echo '[provisioning]'
             echo 'source = "manual"'
             printf 'connection_string = "%s"\n' "$connection_string"
+            if [[ -n $EDGE_CA_CERT ]]; then
+                printf '\n[edge_ca]\ncert = "file://%s"\npk = "file://%s"\n' "$EDGE_CA_CERT" "$EDGE_CA_KEY"
+            fi
+            if [[ -n $AGENT_IMAGE ]]; then
+                # The edgeAgent a child starts with, pulled through its parent.
+                printf '\n[agent]\nname = "edgeAgent"\ntype = "docker"\n'
+                printf '\n[agent.config]\nimage = "%s"\n' "$AGENT_IMAGE"
+            fi
         } >"$staging"
     )
     mv -f -- "$staging" "$CONFIG"
@@ -214,13 +264,21 @@ _BODY = _BODY.replace("@READ_CHECK_REPORT@", _READ_CHECK_REPORT.strip().replace(
 
 def provisioning_script(ctx: RunContext, *, parent_hostname: str | None = None) -> str:
     """The bash script that installs IoT Edge on the device and provisions it. A nested device's
-    parent host defaults to the parent connected registry's device endpoint."""
+    parent host defaults to the parent connected registry's device endpoint; a child must name the
+    root CA it trusts its parent by (device.trust_bundle_cert)."""
     site = ctx.site
-    version = UBUNTU_VERSIONS[site.device.host_os]
-    if site.device.parent_device and parent_hostname is None:
+    device = site.device
+    version = UBUNTU_VERSIONS[device.host_os]
+    if device.parent_device and parent_hostname is None:
         parent_hostname = parent_device_endpoint(ctx)
     if parent_hostname and not _HOST.match(parent_hostname):
         raise ParameterError("parent_hostname", f"'{parent_hostname}' is not a host name")
+    child = device.parent_device is not None
+    if child and device.trust_bundle_cert is None:
+        raise ParameterError("device.trust_bundle_cert", f"nested device '{device.id}' must trust the root CA that "
+                                                         "signed its parent's edge CA; give the certificate's path on "
+                                                         "the device")
+    agent_image = f"$upstream:{API_PROXY_PORT}/{site.images.edge_agent}" if child else ""
     store = f"Key Vault {site.secrets.vault_url}" if site.secrets.store == "keyvault" else site.secrets.local_dir
     runtime = site.device.iotedge_version
     header = [
@@ -235,6 +293,7 @@ def provisioning_script(ctx: RunContext, *, parent_hostname: str | None = None) 
         f"#   sudo bash -c 'umask 077; cat > {CONNECTION_STRING_FILE}'   # paste it, then Ctrl-D",
         "# then run: sudo bash provision-iotedge.sh",
         f"# The script moves it into {CONFIG_FILE} (root only) and removes the file.",
+        *_certificate_comment(device.trust_bundle_cert, device.edge_ca_cert, device.edge_ca_key),
         "set -euo pipefail",
         "",
         shell_assignment("UBUNTU_VERSION", version),
@@ -243,5 +302,20 @@ def provisioning_script(ctx: RunContext, *, parent_hostname: str | None = None) 
         shell_assignment("CONNECTION_STRING_FILE", CONNECTION_STRING_FILE),
         shell_assignment("CONFIG_FILE", CONFIG_FILE),
         shell_assignment("PARENT_HOSTNAME", parent_hostname or ""),
+        shell_assignment("EDGE_HOSTNAME", device.hostname or ""),
+        shell_assignment("TRUST_BUNDLE_CERT", device.trust_bundle_cert or ""),
+        shell_assignment("EDGE_CA_CERT", device.edge_ca_cert or ""),
+        shell_assignment("EDGE_CA_KEY", device.edge_ca_key or ""),
+        shell_assignment("AGENT_IMAGE", agent_image),
     ]
     return "\n".join(header) + "\n" + _BODY
+
+
+def _certificate_comment(trust_bundle: str | None, edge_ca_cert: str | None, edge_ca_key: str | None) -> list[str]:
+    """What the engineer copies onto the device first (how-to-connect-downstream-iot-edge-device)."""
+    files = [(trust_bundle, "the root CA certificate (PEM) that signed the parent's edge CA"),
+             (edge_ca_cert, "this device's edge CA certificate (PEM), signed by the same root CA"),
+             (edge_ca_key, "its private key (PEM); keep it readable by root only")]
+    listed = [f"#   {path}: {shell_comment(what).removeprefix('# ')}" for path, what in files if path]
+    return ["# Copy these onto the device first as well (config.toml references them as file URIs):", *listed] \
+        if listed else []

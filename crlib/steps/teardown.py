@@ -106,14 +106,16 @@ def _plan_credential_delete(ctx: RunContext, plan: StepPlan, token: Any, scope_m
 
 
 # -- 1. client access ------------------------------------------------------------------------------
-def _plan_detach(ctx: RunContext, plan: StepPlan, connected: Any, token_names: list[str]) -> None:
-    """Take this site's client tokens out of clientTokenIds; tokens attached by others stay."""
+def _plan_detach(ctx: RunContext, plan: StepPlan, connected: Any, token_names: list[str], *,
+                 owner: str | None = None) -> None:
+    """Take this site's client tokens out of clientTokenIds (of the site's connected registry, or
+    `owner`); tokens attached by others stay."""
     lowered = {n.lower() for n in token_names}
     attached = list(connected.client_token_ids or []) if connected else []
     keep = [i for i in attached if readers.name_of(i).lower() not in lowered]
     if len(keep) == len(attached):
         return
-    site, cr_name = ctx.site, ctx.site.connected_registry.name
+    site, cr_name = ctx.site, owner or ctx.site.connected_registry.name
 
     def detach() -> None:
         with map_exceptions(STEP, f"detaching client tokens from '{cr_name}'", missing_ok=True):
@@ -254,11 +256,15 @@ def plan_connected_registry_removal(ctx: RunContext, found: _Found | None = None
 
 # -- 3. the module pull credential, 4. the host --------------------------------------------------------
 def plan_pull_access_removal(ctx: RunContext, found: _Found | None = None) -> StepPlan:
-    """The token and scope map `<connected registry>-pull` and the stored password."""
+    """The token and scope map `<connected registry>-pull` and the stored password; a nested child's
+    token is first detached from the parent connected registry it pulled its modules from."""
     found = found or _read(ctx)
     plan = _removal()
     if found.registry is not None:
         name = names.pull_token_name(ctx.site.connected_registry.name)
+        parent = ctx.site.connected_registry.parent
+        if parent is not None:
+            _plan_detach(ctx, plan, found.connected(parent), [name], owner=parent)
         scope_map = readers.scope_map(ctx, name)
         _plan_credential_delete(ctx, plan, found.token(name), scope_map,
                                 token_users(found.tokens, scope_map, besides=[name]), prefix="")

@@ -12,6 +12,7 @@ import requests
 from azure.mgmt.kubernetesconfiguration.extensions import KubernetesConfigurationExtensionsMgmtClient
 from azure.mgmt.kubernetesconfiguration.extensions.models import Extension, ExtensionProperties
 from edge_story import dxf_client, unique, wait_for
+from test_device import wait_fresh_sync
 
 from crlib.sandbox import control
 
@@ -114,9 +115,7 @@ def test_install_runs_the_connected_registry_behind_the_forward(k8s, cloud):
     from azure.mgmt.containerregistry import models as acr
     cloud.acr.connected_registries.begin_update(cloud.rg, cloud.registry.name, cr_name,
                                                 acr.ConnectedRegistryUpdateParameters(client_token_ids=[token.id])).result()
-    first = cloud.get_connected_registry(cr_name).parent.sync_properties.last_sync_time
-    wait_for(lambda: cloud.get_connected_registry(cr_name).parent.sync_properties.last_sync_time > first,
-             what="a sync after the client token was attached")
+    wait_fresh_sync(cloud, cr_name)  # client tokens take effect at a sync that starts after the attach
     client = dxf_client(fwd["address"], "hello-world", fwd["ca_cert"], token.name, password)
     assert client.get_digest("latest").startswith("sha256:")
     with pytest.raises(requests.exceptions.SSLError):  # the sandbox CA does not vouch for the forward

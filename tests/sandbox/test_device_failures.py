@@ -161,31 +161,6 @@ def test_log_level_takes_effect_at_the_next_sync(cloud, pull_token):
     wait_for(lambda: last_sync() > before, what="that sync to complete")
 
 
-def test_nested_read_only_child_syncs_through_its_parent(cloud, pull_token):
-    parent_device, parent_name, _ = deploy_connected_registry(cloud, pull_token, "ReadWrite")
-    parent = wait_online(cloud, parent_name)
-    wait_for(lambda: cloud.get_connected_registry(parent_name).parent.sync_properties.last_sync_time, what="sync")
-    parent_address, parent_ca = device_address(cloud.status, parent_device)
-    child_device, child_name = unique("edge"), unique("cr")
-    provision(cloud.status, cloud.edge_device(child_device), parent_hostname=parent_address)
-    child, sync_token, password = cloud.connected_registry(child_name, "ReadOnly", ["hello-world"],
-                                                           parent_id=parent.id)
-    # ARM does not know where the parent device is: the operator writes its address in.
-    assert child.parent.sync_properties.gateway_endpoint is None
-    cs = connection_string(child_name, sync_token.name, password, parent_address)
-    cloud.deploy(child_device, manifest(cloud, pull_token=pull_token, connection_string=cs))
-    wait_online(cloud, child_name)
-    wait_for(lambda: cloud.get_connected_registry(child_name).parent.sync_properties.last_sync_time, what="sync")
-    reader, reader_password = client_token(cloud, ["repositories/hello-world/content/read"])
-    cloud.acr.connected_registries.begin_update(cloud.rg, cloud.registry.name, child_name,
-                                                acr.ConnectedRegistryUpdateParameters(client_token_ids=[reader.id])).result()
-    host, child_ca = device_address(cloud.status, child_device)
-    assert child_ca != parent_ca
-    digest = wait_for(lambda: _digest_or_none(host, child_ca, reader.name, reader_password), what="the child serving")
-    assert digest == dxf_client(parent_address, "hello-world", parent_ca, sync_token.name,
-                                password).get_digest("latest")
-
-
 def _digest_or_none(host, ca, user, password):
     try:
         return dxf_client(host, "hello-world", ca, user, password).get_digest("latest")

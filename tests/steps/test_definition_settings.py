@@ -12,6 +12,7 @@ import requests
 from azure.mgmt.containerregistry import models
 from dxf.exceptions import DXFUnauthorizedError
 
+from crlib.azure.pull_access import deployed_module_repositories
 from crlib.errors import ParameterError, PreconditionFailed
 from crlib.results import Status
 from crlib.steps.definition import ensure_connected_registry
@@ -257,8 +258,10 @@ def test_a_nested_registry_is_granted_in_every_ancestor_and_ancestors_keep_it(fa
     ensure_connected_registry(leaf)
 
     root_name, middle_name, leaf_name = (c.site.connected_registry.name for c in (root, middle, leaf))
-    leaf_grant = gateway(leaf_name) + repo_actions(["hello-world"], RO)
-    middle_grant = gateway(middle_name) + repo_actions(["hello-world", "alpine"], RW)
+    # Nested children sync the module repositories by default, so their ancestors hold them too.
+    modules = repo_actions(deployed_module_repositories(leaf), RO)
+    leaf_grant = gateway(leaf_name) + repo_actions(["hello-world"], RO) + modules
+    middle_grant = gateway(middle_name) + repo_actions(["hello-world", "alpine"], RW) + modules
     assert set(sync_map(root).actions) == set(gateway(root_name) + repo_actions(["hello-world"], RW)
                                               + middle_grant + leaf_grant)
     assert set(sync_map(middle).actions) == set(middle_grant + leaf_grant)

@@ -14,6 +14,7 @@ from test_manifest import build_upstream, log_from_now, writes
 
 from crlib import runbook
 from crlib.azure.errors import get_or_none
+from crlib.azure.pull_access import deployed_module_repositories
 from crlib.azure.readers import registry as get_registry
 from crlib.errors import ManifestInvalid, ParameterError, PreconditionFailed, StepTimeout
 from crlib.hosts.iotedge import EDGE_AGENT, EDGE_HUB
@@ -227,7 +228,11 @@ def test_teardown_of_a_child_takes_its_actions_out_of_the_parent(make_site, make
     assert [c for c in removed.changes if c.startswith(("remove ", "delete sync scope map"))] == [(
         f"remove gateway/{kid}/config/read, gateway/{kid}/config/write, gateway/{kid}/message/read, "
         f"gateway/{kid}/message/write, repositories/azureiotedge-diagnostics/content/read, "
-        f"repositories/azureiotedge-diagnostics/metadata/read from sync scope map "
+        f"repositories/azureiotedge-diagnostics/metadata/read, "
+        # The module repositories a nested child syncs by default (and so its parent too).
+        + "".join(f"repositories/{repo}/content/read, repositories/{repo}/metadata/read, "
+                  for repo in deployed_module_repositories(child)).removesuffix(", ")
+        + " from sync scope map "
         f"'{parent.site.connected_registry.name}' of ancestor '{parent.site.connected_registry.name}'"),
         f"delete sync scope map '{child.site.connected_registry.name}'"]
     left = sync_actions(parent)

@@ -163,6 +163,7 @@ def test_pinning_a_version_needs_auto_upgrade_off():
     ("device.parent_device", "gateway-1"),
     ("device.parent_address", "gateway.local:8000"),
     ("connected_registry.parent", "ParentReg1"),
+    ("connected_registry.sync_module_images", True),
     ("device.host_os", "ubuntu24.04"),
 ])
 def test_iotedge_only_fields_are_refused_on_an_arc_host(dotted, value):

@@ -1,7 +1,9 @@
 """The host provisioning script, run with bash on a fake device host (tests/stubs): a fresh device
 waits for the deployment, no command line carries the connection string, the staging file is gone
 and the written config.toml is root-only; after the deployment every check passes, and any other
-check error still fails the script."""
+check error still fails the script. Nested IoT Edge: a gateway's config.toml names its hostname
+and edge CA, a child's its parent, the root CA it trusts and the edgeAgent it pulls through its
+parent; a middle layer's all of them; missing or malformed fields are refused, naming the field."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import base64
 import os
 import secrets
 import stat
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,7 @@ from stubs.fakehost import FakeHost, shellcheck
 
 from crlib import params
 from crlib.context import RunContext, open_context
+from crlib.errors import ParameterError
 from crlib.secrets import LocalSecretStore
 from crlib.steps.provisioning import CONFIG_FILE, CONNECTION_STRING_FILE, provisioning_script
 
@@ -24,6 +28,19 @@ PARAMETERS = Path(__file__).resolve().parents[2] / "parameters" / "sandbox.yaml"
 REAL_COMMANDS = ("grep", "mkdir", "mktemp", "mv", "python3", "rm")
 EDGEHUB_WAITING = ("waiting for the deployment: edge-hub-storage-mounted-from-host: "
                    "Could not check current state of edgeHub container")
+PARAMETERS_ARC = PARAMETERS.with_name("sandbox-arc.yaml")
+# Nested IoT Edge, with the file names of Microsoft's how-to (how-to-connect-downstream-iot-edge-device).
+ROOT_CA = "/var/aziot/certs/azure-iot-test-only.root.ca.cert.pem"
+GATEWAY = {"gateway": True, "hostname": "gateway.contoso.local",
+           "edge_ca_cert": "/var/aziot/certs/iot-edge-device-ca-gateway.cert.pem",
+           "edge_ca_key": "/var/aziot/secrets/iot-edge-device-ca-gateway.key.pem", "trust_bundle_cert": ROOT_CA}
+CHILD = {"parent_device": "gateway-device", "parent_address": "gateway.contoso.local", "trust_bundle_cert": ROOT_CA}
+MIDDLE = {**CHILD, "gateway": True, "hostname": "10.1.0.4",
+          "edge_ca_cert": "/var/aziot/certs/iot-edge-device-ca-middle.cert.pem",
+          "edge_ca_key": "/var/aziot/secrets/iot-edge-device-ca-middle.key.pem"}
+# A child pulls edgeAgent through its parent's API proxy (crlib's manifest: port 8000), as the
+# connected registry tutorial's default_edge_agent does.
+CHILD_AGENT = "$upstream:8000/azureiotedge-agent:1.5"
 
 
 def os_release(version: str) -> str:
@@ -58,6 +75,42 @@ def connection_string(context: RunContext, key: str, device_id: str | None = Non
 def stage(host: FakeHost, text: str, mode: int = 0o600) -> Path:
     """What the engineer puts on the device before running the script."""
     return host.write(CONNECTION_STRING_FILE, text + "\n", mode)
+
+
+def nested(context: RunContext, device: dict) -> RunContext:
+    """The site with these device fields; a child's connected registry is nested under its parent's."""
+    data = context.site.model_dump()
+    data["device"] = {**data["device"], **device}
+    if device.get("parent_device"):
+        data["connected_registry"] = {**data["connected_registry"], "mode": "ReadOnly", "parent": "gatewayregistry"}
+    return open_context(params.load(data), secrets=context.secrets)
+
+
+def place_certificates(host: FakeHost, device: dict) -> None:
+    """What the engineer copies onto the device with the connection string."""
+    for field in ("trust_bundle_cert", "edge_ca_cert"):
+        if field in device:
+            host.write(device[field], "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    if "edge_ca_key" in device:
+        host.write(device["edge_ca_key"], "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n", 0o600)
+
+
+def provisioned_config(context: RunContext, host: FakeHost, key: str, device: dict) -> tuple[str, dict]:
+    """Provision a nested device on the fake host: config.toml as text and as TOML."""
+    ctx = nested(context, device)
+    stage(host, connection_string(ctx, key))
+    place_certificates(host, device)
+    ran = host.run(provisioning_script(ctx))
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert EDGEHUB_WAITING in ran.stdout
+    text = (host.root / CONFIG_FILE.lstrip("/")).read_text()
+    return text, tomllib.loads(text)
+
+
+def globals_first(text: str, *keys: str) -> bool:
+    """configure-device: the global parameters come before any table."""
+    first_table = text.index("\n[")
+    return all(-1 < text.find(f"\n{k} = ") < first_table for k in keys)
 
 
 def test_a_fresh_device_is_provisioned_and_waits_for_the_deployment(context, host, key):
@@ -167,11 +220,134 @@ def test_a_nested_device_names_its_parent_in_the_config(context, host, key):
     assert text.index('parent_hostname = "parent-device.contoso.local"') < text.index("[provisioning]")
 
 
+def test_a_plain_device_gets_no_gateway_or_child_settings(context, host, key):
+    stage(host, connection_string(context, key))
+    assert host.run(provisioning_script(context)).returncode == 0
+    config = tomllib.loads((host.root / CONFIG_FILE.lstrip("/")).read_text())
+    assert set(config) == {"provisioning"}
+
+
+def test_a_gateway_names_its_hostname_edge_ca_and_trust_bundle(context, host, key):
+    text, config = provisioned_config(context, host, key, GATEWAY)
+    assert config["hostname"] == "gateway.contoso.local"
+    assert config["trust_bundle_cert"] == f"file://{ROOT_CA}"
+    assert config["edge_ca"] == {"cert": "file:///var/aziot/certs/iot-edge-device-ca-gateway.cert.pem",
+                                 "pk": "file:///var/aziot/secrets/iot-edge-device-ca-gateway.key.pem"}
+    assert globals_first(text, "hostname", "trust_bundle_cert")
+    # A top-level gateway has no parent and pulls edgeAgent from where IoT Edge's default says.
+    assert "parent_hostname" not in config and "agent" not in config
+    assert config["provisioning"]["source"] == "manual"
+
+
+def test_a_child_names_its_parent_trust_bundle_and_upstream_agent(context, host, key):
+    text, config = provisioned_config(context, host, key, CHILD)
+    # The parent host defaults to device.parent_address (the parent's device endpoint).
+    assert config["parent_hostname"] == "gateway.contoso.local"
+    assert config["trust_bundle_cert"] == f"file://{ROOT_CA}"
+    assert f'[agent.config]\nimage = "{CHILD_AGENT}"' in text
+    assert config["agent"] == {"name": "edgeAgent", "type": "docker", "config": {"image": CHILD_AGENT}}
+    assert globals_first(text, "parent_hostname", "trust_bundle_cert")
+    assert "hostname" not in config and "edge_ca" not in config
+
+
+def test_a_middle_layer_is_both_gateway_and_child(context, host, key):
+    text, config = provisioned_config(context, host, key, MIDDLE)
+    assert config["hostname"] == "10.1.0.4" and config["parent_hostname"] == "gateway.contoso.local"
+    assert config["trust_bundle_cert"] == f"file://{ROOT_CA}"
+    assert config["edge_ca"] == {"cert": "file:///var/aziot/certs/iot-edge-device-ca-middle.cert.pem",
+                                 "pk": "file:///var/aziot/secrets/iot-edge-device-ca-middle.key.pem"}
+    assert config["agent"]["config"]["image"] == CHILD_AGENT
+    assert globals_first(text, "hostname", "parent_hostname", "trust_bundle_cert")
+
+
+def test_the_agent_image_follows_the_sites_edge_agent_tag(context):
+    ctx = nested(context, CHILD)
+    data = ctx.site.model_dump()
+    data["images"] = {**data["images"], "edge_agent": "azureiotedge-agent:1.5.21"}
+    script = provisioning_script(open_context(params.load(data), secrets=context.secrets))
+    assert "readonly AGENT_IMAGE='$upstream:8000/azureiotedge-agent:1.5.21'" in script
+
+
+def test_the_edge_ca_key_is_only_referenced(context, host, key):
+    """The key stays in its file on the device: not in the script, not on a command line."""
+    script = provisioning_script(nested(context, GATEWAY))
+    assert "PRIVATE KEY" not in script
+    provisioned_config(context, host, key, GATEWAY)
+    assert not any("PRIVATE KEY" in call or "MIIE" in call for call in host.calls())
+
+
+@pytest.mark.parametrize("missing", ["trust_bundle_cert", "edge_ca_cert", "edge_ca_key"])
+def test_a_certificate_missing_on_the_device_is_refused_before_any_install(context, host, key, missing):
+    ctx = nested(context, MIDDLE)
+    stage(host, connection_string(ctx, key))
+    place_certificates(host, {k: v for k, v in MIDDLE.items() if k != missing})
+    ran = host.run(provisioning_script(ctx))
+    assert ran.returncode == 1 and f"{MIDDLE[missing]} is missing" in ran.stderr
+    assert not any(call.startswith("apt-get") for call in host.calls())
+
+
+@pytest.mark.parametrize(("device", "field", "words"), [
+    ({"gateway": True, "edge_ca_cert": "/a/ca.pem", "edge_ca_key": "/a/ca.key"}, "device.hostname",
+     "is required with gateway: true"),
+    ({"gateway": True, "hostname": "gw.local", "edge_ca_key": "/a/ca.key"}, "device.edge_ca_cert",
+     "is required with gateway: true"),
+    ({"gateway": True, "hostname": "gw.local", "edge_ca_cert": "/a/ca.pem"}, "device.edge_ca_key",
+     "is required with gateway: true"),
+    ({"gateway": "maybe"}, "device.gateway", "is not a boolean"),
+    ({"edge_ca_cert": "/a/ca.pem"}, "device.edge_ca_key", "is required with edge_ca_cert"),
+    ({"edge_ca_key": "/a/ca.key"}, "device.edge_ca_cert", "is required with edge_ca_key"),
+    ({"trust_bundle_cert": "certs/root.pem"}, "device.trust_bundle_cert", "is not an absolute path"),
+    ({"trust_bundle_cert": "/var/aziot/my certs/root.pem"}, "device.trust_bundle_cert", "is not an absolute path"),
+    ({"edge_ca_cert": '/a/ca".pem', "edge_ca_key": "/a/ca.key"}, "device.edge_ca_cert", "is not an absolute path"),
+    ({"edge_ca_cert": "/a/ca.pem", "edge_ca_key": "/a/ca.key\n[x]"}, "device.edge_ca_key",
+     "is not an absolute path"),
+    ({"edge_ca_cert": "C:\\certs\\ca.pem", "edge_ca_key": "/a/ca.key"}, "device.edge_ca_cert",
+     "is not an absolute path"),
+    ({"hostname": "gw_1.local"}, "device.hostname", "is not an FQDN or IP address"),
+    ({"hostname": "gw.local:443"}, "device.hostname", "is not an FQDN or IP address"),
+    ({"hostname": "a" * 60 + ".com"}, "device.hostname", "shorter than 64 characters"),
+    ({"hostname": "gw.local\nhostname"}, "device.hostname", "is not an FQDN or IP address"),
+])
+def test_missing_or_malformed_nested_fields_are_refused_naming_the_field(context, device, field, words):
+    data = context.site.model_dump()
+    data["device"] = {**data["device"], **device}
+    with pytest.raises(ParameterError) as refused:
+        params.load(data)
+    assert refused.value.field == field and words in refused.value.message
+    assert "\n" not in str(refused.value)  # one line, even for a value with a newline
+
+
+def test_a_child_without_a_trust_bundle_gets_no_script(context):
+    ctx = nested(context, {k: v for k, v in CHILD.items() if k != "trust_bundle_cert"})
+    with pytest.raises(ParameterError) as refused:
+        provisioning_script(ctx)
+    assert refused.value.field == "device.trust_bundle_cert" and ctx.site.device.id in refused.value.message
+
+
+@pytest.mark.parametrize("field", ["gateway", "hostname", "edge_ca_cert", "edge_ca_key", "trust_bundle_cert"])
+def test_the_nested_fields_are_refused_on_an_arc_host(field):
+    value = {"gateway": True, "hostname": "gw.local"}.get(field, "/var/aziot/certs/x.pem")
+    overrides = {f"device.{field}": value}
+    if field == "gateway":  # a complete gateway, so that the refusal is the Arc host's
+        overrides |= {f"device.{k}": v for k, v in GATEWAY.items() if k != "trust_bundle_cert"}
+    if field in ("edge_ca_cert", "edge_ca_key"):
+        overrides |= {"device.edge_ca_cert": "/a/ca.pem", "device.edge_ca_key": "/a/ca.key"}
+    with pytest.raises(ParameterError) as refused:
+        params.load_file(PARAMETERS_ARC, overrides)
+    assert refused.value.field.startswith("device.") and "means nothing on an Arc host" in refused.value.message
+
+
 @pytest.mark.parametrize("host_os", ["ubuntu22.04", "ubuntu24.04"])
-@pytest.mark.parametrize("parent_hostname", [None, "parent-device.contoso.local"])
-def test_the_provisioning_script_passes_shellcheck(context, tmp_path, host_os, parent_hostname):
-    site = params.load(context.site.model_dump() | {"device": {"id": "edge-$(id)'x", "host_os": host_os}})
-    script = provisioning_script(open_context(site, secrets=context.secrets), parent_hostname=parent_hostname)
+@pytest.mark.parametrize(("parent_hostname", "device"), [
+    (None, {}),
+    ("parent-device.contoso.local", {}),
+    (None, GATEWAY),
+    (None, CHILD),
+    (None, MIDDLE),
+], ids=["plain", "parent-hostname", "gateway", "child", "middle"])
+def test_the_provisioning_script_passes_shellcheck(context, tmp_path, host_os, parent_hostname, device):
+    ctx = nested(context, {"id": "edge-$(id)'x", "host_os": host_os, **device})
+    script = provisioning_script(ctx, parent_hostname=parent_hostname)
     checked = shellcheck(script, tmp_path)
     assert checked.returncode == 0, checked.stdout + checked.stderr
 

@@ -56,14 +56,17 @@ def _peer_port(row: dict) -> int | None:
     return int(peer.rsplit(":", 1)[1]) if peer else None
 
 
-# The simulated devices pull and sync with python-dxf over requests, inside the sandbox's process, and
-# send those libraries' own User-Agents; crlib's requests-based clients send `crlib/...` instead.
+# The simulated devices pull and sync with python-dxf over requests, inside the sandbox's process; they
+# name themselves last (`... IoTEdgeDevice/<id>`), or send those libraries' own User-Agents; crlib's
+# requests-based clients send `crlib/...` instead.
 DEVICE_AGENTS = ("python-requests/", "Docker-Client/")
+DEVICE_TOKEN = "IoTEdgeDevice/"
 
 
 def _from_crlib(rows: list[dict]) -> list[dict]:
     """The rows of requests this process made: not the simulated devices' ones."""
-    return [r for r in rows if not (r.get("user_agent") or "").startswith(DEVICE_AGENTS)]
+    return [r for r in rows if not (agent := r.get("user_agent") or "").startswith(DEVICE_AGENTS)
+            and not agent.rsplit(" ", 1)[-1].startswith(DEVICE_TOKEN)]
 
 
 def test_the_proxy_tunnels_and_records_and_refuses_what_is_not_connect(proxy, sandbox):

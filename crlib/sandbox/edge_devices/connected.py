@@ -6,6 +6,13 @@ the connected registry is deactivated), then syncs on its cron schedule in simul
 ReadOnly pulls the repositories in its sync token's scope; ReadWrite also sends local pushes
 upstream. Client tokens and log level take effect at the next sync.
 
+On a child device (one in a lower network layer) the device's firewall lets the module reach only
+the parent device's address: a ParentGatewayEndpoint anywhere else (the cloud registry's login
+server or data endpoint, any other host) fails activation, and sync, with PARENT_UNREACHABLE
+naming the blocked host in statusDetails (device.py, "Network layers"; the nested tutorial:
+"A device in the lower layer communicates with its connected registry parent in the top layer").
+Its requests carry the device's User-Agent (device.user_agent).
+
 It reports no `loginServer` host to ARM: the module does not know the address its host is reached
 at (Microsoft's samples and spec examples of a connected registry show none), so clients find the
 device the way its operator does, by the address of the host they provisioned.
@@ -65,10 +72,15 @@ def _detail(code: str, description: str, now: float) -> dict:
 
 
 class ConnectedRegistryModule:
-    def __init__(self, sandbox: Sandbox, instance_id: str, env: dict[str, str], trust: Callable[[], str]):
+    def __init__(self, sandbox: Sandbox, instance_id: str, env: dict[str, str], trust: Callable[[], str], *,
+                 blocked: Callable[[str], str | None] = lambda _: None, user_agent: str | None = None,
+                 resolve: Callable[[str], str] = lambda host: host):
         self.sandbox = sandbox
         self.instance_id = instance_id
         self.trust = trust  # () -> the CA bundle the device's modules verify servers with
+        self.blocked = blocked  # host -> why the device's network refuses it, or None
+        self.user_agent = user_agent
+        self.resolve = resolve  # ParentGatewayEndpoint -> host[:port], `$IOTEDGE_PARENTHOSTNAME` resolved
         self.active = False
         self.stopped_reason: str | None = None
         self.next_attempt = 0.0
@@ -86,7 +98,8 @@ class ConnectedRegistryModule:
         self.name = parts["ConnectedRegistryName"]
         self.sync_token = parts["SyncTokenName"]
         self.credentials = oci_client.Credentials(self.sync_token, parts["SyncTokenPassword"])
-        self.parent_host = parts["ParentGatewayEndpoint"]
+        self.gateway = parts["ParentGatewayEndpoint"]  # as written, maybe `$IOTEDGE_PARENTHOSTNAME:8000`
+        self.parent_host = self.gateway
         self.protocol = parts.get("ParentEndpointProtocol", "https").lower()
         self.cr_id: str | None = None
 
@@ -115,6 +128,12 @@ class ConnectedRegistryModule:
             raise ModuleFailure("DATA_ENDPOINT_REQUIRED", f"{host} is a login server; connected registries sync "
                                                           "through the registry's dedicated data endpoint.")
         raise ModuleFailure("PARENT_UNREACHABLE", f"{host} is not a registry.")
+
+    def _check_route(self) -> None:
+        reason = self.blocked(self.parent_host)
+        if reason:
+            raise ModuleFailure("PARENT_UNREACHABLE", f"Could not connect to the parent gateway {self.parent_host}: "
+                                                      f"{reason}.")
 
     @property
     def _id(self) -> str:
@@ -167,6 +186,12 @@ class ConnectedRegistryModule:
 
     async def _activate(self, now: float) -> None:
         try:
+            try:
+                self.parent_host = self.resolve(self.gateway)
+            except oci_client.PullError as exc:
+                raise ModuleFailure("PARENT_UNREACHABLE", f"Could not resolve the parent gateway {self.gateway}: "
+                                                          f"{exc}.") from exc
+            self._check_route()
             if self.protocol != "https":
                 raise ModuleFailure("PROTOCOL_REFUSED", f"The parent gateway {self.parent_host} accepts https only.")
             registry_id = self._registry_behind(self.parent_host)
@@ -177,7 +202,8 @@ class ConnectedRegistryModule:
         self.cr_id = f"{registry_id}/connectedRegistries/{self.name}".lower()
         doc = self._resource()
         try:
-            await oci_client.check_credentials(self.parent_host, self.credentials, ca_bundle=self.trust())
+            await oci_client.check_credentials(self.parent_host, self.credentials, ca_bundle=self.trust(),
+                                               user_agent=self.user_agent)
         except oci_client.PullError as exc:
             if not str(exc).startswith("unauthorized"):  # TLS or the network, not the token
                 self._record_failure("PARENT_UNREACHABLE", f"Could not sign in at the parent gateway "
@@ -241,6 +267,11 @@ class ConnectedRegistryModule:
                                    doc["properties"].get("logging", {}).get("logLevel", "Information"))
         namespace = Namespace(self.sandbox, self._id)
         repositories, may_push = self._sync_repositories()
+        blocked = self.blocked(self.parent_host)
+        if blocked:  # the parent address changed under a running module: as good as unreachable
+            self._record_failure("PARENT_UNREACHABLE", f"Sync with {self.parent_host} failed: {blocked}", now)
+            self._schedule_next(doc, now)
+            return
         try:
             for repo in repositories:
                 await self._pull_repository(namespace, repo)
@@ -251,7 +282,8 @@ class ConnectedRegistryModule:
             if "unauthorized" in reason:
                 state = "Offline"  # the parent no longer accepts it: as good as unreachable
                 try:
-                    await oci_client.check_credentials(self.parent_host, self.credentials, ca_bundle=self.trust())
+                    await oci_client.check_credentials(self.parent_host, self.credentials,
+                                                       ca_bundle=self.trust(), user_agent=self.user_agent)
                 except oci_client.PullError as refusal:
                     reason = str(refusal)
             self._record_failure("SYNC_FAILED", f"Sync with {self.parent_host} failed: {reason}", now, state=state)
@@ -272,15 +304,17 @@ class ConnectedRegistryModule:
     async def _pull_repository(self, namespace: Namespace, repo: str) -> None:
         ca = self.trust()
         synced = self._synced(repo)
-        for tag in await oci_client.tags(self.parent_host, repo, self.credentials, ca_bundle=ca):
-            remote = await oci_client.digest_of(self.parent_host, repo, tag, self.credentials, ca_bundle=ca)
+        for tag in await oci_client.tags(self.parent_host, repo, self.credentials, ca_bundle=ca,
+                                                user_agent=self.user_agent):
+            remote = await oci_client.digest_of(self.parent_host, repo, tag, self.credentials, ca_bundle=ca,
+                                                 user_agent=self.user_agent)
             local = namespace.resolve(repo, tag)
             if remote is None or remote == local:
                 continue
             if local is not None and local != synced["tags"].get(tag):
                 continue  # a local push not yet sent upstream wins until it is
             pulled = await oci_client.pull(self.parent_host, repo, tag, self.credentials, ca_bundle=ca,
-                                           blobs=self.sandbox.blobs, keep=True)
+                                           blobs=self.sandbox.blobs, keep=True, user_agent=self.user_agent)
             with self.sandbox.store.transaction():
                 _record(namespace, repo, pulled, tag)
                 synced["tags"][tag] = pulled.digest
@@ -294,7 +328,8 @@ class ConnectedRegistryModule:
                 if synced["tags"].get(tag) == digest:
                     continue
                 await oci_client.push(self.parent_host, repo, tag, _manifests(namespace, repo, digest),
-                                      self.credentials, ca_bundle=ca, blobs=self.sandbox.blobs)
+                                      self.credentials, ca_bundle=ca, blobs=self.sandbox.blobs,
+                                      user_agent=self.user_agent)
                 with self.sandbox.store.transaction():
                     synced["tags"][tag] = digest
                     self._save_synced(repo, synced)

@@ -2,6 +2,32 @@
 
 Each provisioned device runs as its own asyncio task inside the sandbox, stepping a few times a
 second of real time; schedules run on the sandbox's simulated clock.
+
+**Network layers.** A device provisioned with a parent_hostname is a child in a lower network
+layer: as in the ISA-95 layering of Microsoft's nested IoT Edge documents ("Connect Azure IoT Edge
+devices to create a hierarchy" (how-to-connect-downstream-iot-edge-device): "all IoT Edge devices
+in lower layers of a hierarchy can only communicate with their gateway (parent) device"; "Configure
+the API proxy module": "the clients on the downstream devices can't connect directly to the
+cloud"), it opens connections only to its parent's address. A module image pull or a connected
+registry activation/sync aimed anywhere else (the cloud registry's login server or data endpoint,
+mcr.microsoft.com, any other host) fails as a firewall would drop it (`blocked`). A device without
+a parent is in the top layer and reaches the cloud.
+
+**`$upstream`.** The edge agent of a child resolves `$upstream` in an image name to its
+parent_hostname, and the port after it names which port of the parent host it connects to: the
+connected registry nested tutorial (tutorial-deploy-connected-registry-nested-iot-edge-cli.md,
+"Deployment manifest for the lower layer") pulls every image from `$upstream:8000`, where the
+parent's IoTEdgeApiProxy publishes nginx (NGINX_DEFAULT_PORT 8000) while edgeHub holds host port
+443; the IoT Edge nested documents use `$upstream:443`, where their API proxy binds host port 443.
+The sandbox's address of a device stands for host port 8000 of the API proxy (api_proxy), so
+`$upstream:8000` is the parent's address; any other port (`$upstream:443`, or no port: the
+registry default, 443) reaches the same address only when the parent's running API proxy
+publishes that host port to the port nginx listens on, and fails otherwise (in Microsoft's
+connected registry layout, host port 443 is edgeHub's, not a registry).
+
+**Attribution.** Every registry request a device makes carries a User-Agent ending in
+`IoTEdgeDevice/<deviceId>` (`user_agent`), so the sandbox's request log (GET /_sandbox/requests,
+field `user_agent`) tells which device made it.
 """
 
 from __future__ import annotations
@@ -19,7 +45,7 @@ from ..iothub_service import device_side
 from ..iothub_service import models as hub_models
 from ..registry_dataplane.urls import ROUTER as REGISTRY_HOST
 from . import agent, api_proxy, device_ca, models, oci_client
-from .connected import ConnectedRegistryModule, ModuleFailure
+from .connected import MODULE_VERSION, ConnectedRegistryModule, ModuleFailure
 from .models import EDGE_DEVICE, ENDPOINT_ROLE, parse_connection_string
 
 if TYPE_CHECKING:
@@ -30,6 +56,27 @@ STEP_SECONDS = 0.1  # real time between steps
 PULL_RETRY_SECONDS = 10  # simulated seconds before a module in backoff is pulled again
 EDGE_AGENT, EDGE_HUB = "$edgeAgent", "$edgeHub"
 DOCKER_HUB_ALIASES = ("docker.io", "registry-1.docker.io", "registry.hub.docker.com")
+UPSTREAM = "$upstream"
+PARENT_HOSTNAME_VARIABLE = "$IOTEDGE_PARENTHOSTNAME"
+DEFAULT_REGISTRY_PORT = "443"  # an image's registry without a port is reached over HTTPS on 443
+DEVICE_TOKEN = "IoTEdgeDevice"  # the User-Agent product naming the device
+
+
+def user_agent(component: str, device_id: str) -> str:
+    """The User-Agent of a device's registry requests: the component that makes them, then the
+    device (`IoTEdgeDevice/<deviceId>`, always the last token; device ids hold no spaces).
+    Module pulls: `edgeAgent/<agent version> (image pull) IoTEdgeDevice/<id>`; the connected
+    registry module: `connected-registry/<module version> IoTEdgeDevice/<id>`. The first token is
+    the sandbox's own (the real engine and module send their own product names); the last is
+    what tests read."""
+    return f"{component} {DEVICE_TOKEN}/{device_id}"
+
+
+def device_of(user_agent_header: str | None) -> str | None:
+    """The device id a logged User-Agent names, or None for traffic of no simulated device."""
+    last = (user_agent_header or "").rsplit(" ", 1)[-1]
+    prefix = f"{DEVICE_TOKEN}/"
+    return last[len(prefix):] if last.startswith(prefix) else None
 
 
 def split_image(image: str) -> tuple[str, str, str]:
@@ -95,6 +142,50 @@ class EdgeDevice:
             return str(self.sandbox.ca_bundle)
         parent_root = device_ca.DeviceCA(models.ca_directory(self.sandbox, parent)).root_cert
         return str(device_ca.write_trust_bundle(self.ca, [self.sandbox.ca_bundle, parent_root]))
+
+    # -- the network ---------------------------------------------------------------------------------
+    @property
+    def parent_hostname(self) -> str | None:
+        return self.record.get("parentHostname") or None
+
+    def blocked(self, target: str) -> str | None:
+        """Why this device cannot open a connection to target (host[:port]), or None when it can:
+        a child reaches only its parent's address (see the module docstring)."""
+        parent = self.parent_hostname
+        if parent is None or target.strip().lower() == parent.strip().lower():
+            return None
+        return (f"connect to {target} blocked: device '{self.device_id}' is in a lower network layer and reaches "
+                f"only its parent '{parent}'")
+
+    def _upstream(self, host: str) -> str:
+        """`$upstream[:port]` -> the parent's address, when the port reaches its API proxy."""
+        parent = self.parent_hostname
+        if not parent:
+            raise oci_client.PullError(f"{UPSTREAM} is not set: the device has no parent_hostname")
+        port = host[len(UPSTREAM):].lstrip(":") or DEFAULT_REGISTRY_PORT
+        if port == api_proxy.DEVICE_HOST_PORT:
+            return parent
+        record = self._parent_record()
+        running = self.sandbox.edge.devices.get(record["key"]) if record else None
+        settings = running.api_proxy if running else None
+        if settings is not None and port in settings.published.get(f"{settings.nginx_port}/tcp", []):
+            return parent
+        published = ", ".join(settings.published.get(f"{settings.nginx_port}/tcp", [])) if settings else ""
+        raise oci_client.PullError(
+            f"could not connect to {host} (port {port} of the parent '{parent}'): the parent's API proxy does not "
+            f"publish host port {port} to nginx" + (f" (it publishes {published})" if published else "")
+            + "; in Microsoft's connected registry layout the API proxy listens on 8000 and edgeHub holds 443")
+
+    def _gateway_host(self, gateway: str) -> str:
+        """A connected registry's ParentGatewayEndpoint with `$IOTEDGE_PARENTHOSTNAME` resolved: the
+        nested tutorial writes `$IOTEDGE_PARENTHOSTNAME:8000` (the environment variable IoT Edge sets
+        on a lower layer device to its parent's address), which the module resolves; here it
+        resolves as `$upstream` with the same port does."""
+        if gateway.startswith(PARENT_HOSTNAME_VARIABLE):
+            if not self.parent_hostname:
+                raise oci_client.PullError(f"{PARENT_HOSTNAME_VARIABLE} is not set: the device has no parent_hostname")
+            return self._upstream(UPSTREAM + gateway[len(PARENT_HOSTNAME_VARIABLE):])
+        return gateway
 
     def _parent_record(self) -> dict | None:
         """The parent device, found by the address given at provisioning (the sandbox's records
@@ -250,17 +341,21 @@ class EdgeDevice:
             self._summarise()
 
     def _registry_host(self, host: str) -> str:
-        """Where the device resolves an image's registry: the sandbox's own hosts."""
+        """Where the device resolves an image's registry: the sandbox's own hosts; a child's
+        firewall refuses any but its parent's address."""
+        if host.startswith(UPSTREAM):
+            return self._upstream(host)
         if host in ("mcr.microsoft.com", *DOCKER_HUB_ALIASES):
             source = next((p for p, h in self.sandbox.hosts.items() if h.role == "source"), None)
+            reason = self.blocked(host)  # the public name is what the firewall sees
+            if reason:
+                raise oci_client.PullError(reason)
             if source is None:
                 raise oci_client.PullError(f"could not resolve {host}")
             return f"127.0.0.1:{source}"
-        if host.startswith("$upstream"):
-            parent = self.record.get("parentHostname")
-            if not parent:
-                raise oci_client.PullError("$upstream is not set: the device has no parent_hostname")
-            return parent
+        reason = self.blocked(host)
+        if reason:
+            raise oci_client.PullError(reason)
         return host
 
     async def _pull(self, spec: agent.ModuleSpec) -> str:
@@ -271,7 +366,9 @@ class EdgeDevice:
         if host in DOCKER_HUB_ALIASES and "/" not in repo:
             repo = f"library/{repo}"
         pulled = await oci_client.pull(self._registry_host(host), repo, reference, credentials,
-                                       ca_bundle=self.trust_bundle(), blobs=self.sandbox.blobs, keep=False)
+                                       ca_bundle=self.trust_bundle(), blobs=self.sandbox.blobs, keep=False,
+                                       user_agent=user_agent(f"edgeAgent/{agent.AGENT_VERSION} (image pull)",
+                                                             self.device_id))
         return pulled.digest
 
     async def _start_module(self, spec: agent.ModuleSpec) -> None:
@@ -313,7 +410,9 @@ class EdgeDevice:
             if old:
                 old.stop()
             self.connected_registries[spec.name] = ConnectedRegistryModule(
-                self.sandbox, f"{self.key}/{spec.name}", spec.env, self.trust_bundle)
+                self.sandbox, f"{self.key}/{spec.name}", spec.env, self.trust_bundle, blocked=self.blocked,
+                user_agent=user_agent(f"connected-registry/{MODULE_VERSION}", self.device_id),
+                resolve=self._gateway_host)
         elif repo.endswith("azureiotedge-api-proxy"):
             self._start_api_proxy(spec)
 

@@ -4,6 +4,9 @@ The device and the registries it pulls from live in one process; the pulls still
 through the registries' token auth, so a wrong password or a closed endpoint fails here the way
 it fails on a real device. Blob bytes land in the shared blob store; recording what a namespace
 holds is left to the caller, on the event loop, where the store is safe to use.
+
+Every request carries the User-Agent its caller names (`user_agent`, see device.user_agent), the
+token exchange included, so the sandbox's request log tells which simulated device made it.
 """
 
 from __future__ import annotations
@@ -41,19 +44,39 @@ class PulledManifest:
     children: list[PulledManifest]
 
 
-def _client(host: str, repository: str, credentials: Credentials, ca_bundle: str) -> DXF:
+class _AttributedDXF(DXF):
+    """python-dxf sending one User-Agent on every registry request (its `authenticate` takes one
+    for the token request; registry requests get it here, as a per-request header)."""
+
+    user_agent: str | None = None
+
+    def _base_request(self, method, path, **kwargs):
+        if self.user_agent:
+            kwargs["headers"] = {**kwargs.get("headers", {}), "User-Agent": self.user_agent}
+        return super()._base_request(method, path, **kwargs)
+
+
+def _client(host: str, repository: str, credentials: Credentials, ca_bundle: str,
+            user_agent: str | None = None) -> DXF:
     def authenticate(dxf: DXFBase, response: requests.Response) -> None:
-        dxf.authenticate(credentials.username, credentials.password, response=response)
+        if user_agent:
+            dxf.authenticate(credentials.username, credentials.password, response=response, user_agent=user_agent)
+        else:
+            dxf.authenticate(credentials.username, credentials.password, response=response)
 
-    return DXF(host, repository, auth=authenticate, tlsverify=ca_bundle, timeout=30)
+    client = _AttributedDXF(host, repository, auth=authenticate, tlsverify=ca_bundle, timeout=30)
+    client.user_agent = user_agent
+    return client
 
 
-def _check_credentials(host: str, credentials: Credentials, ca_bundle: str) -> None:
+def _check_credentials(host: str, credentials: Credentials, ca_bundle: str, user_agent: str | None = None) -> None:
     """The challenge and token exchange done by hand, to keep the registry's reason for a refusal
     (python-dxf raises a bare DXFUnauthorizedError and drops the response)."""
     session = requests.Session()
     session.trust_env = False
     session.verify = ca_bundle
+    if user_agent:
+        session.headers["User-Agent"] = user_agent
     try:
         challenge = session.get(f"https://{host}/v2/", timeout=30)
         if challenge.status_code != 401:
@@ -72,9 +95,10 @@ def _check_credentials(host: str, credentials: Credentials, ca_bundle: str) -> N
         raise PullError(f"unauthorized: {reason}")
 
 
-async def check_credentials(host: str, credentials: Credentials, *, ca_bundle: str) -> None:
+async def check_credentials(host: str, credentials: Credentials, *, ca_bundle: str,
+                            user_agent: str | None = None) -> None:
     """Sign in to a registry's token endpoint, as a connected registry does before activating."""
-    await asyncio.to_thread(_check_credentials, host, credentials, ca_bundle)
+    await asyncio.to_thread(_check_credentials, host, credentials, ca_bundle, user_agent)
 
 
 def describe(exc: Exception, host: str) -> str:
@@ -125,23 +149,25 @@ def _pull_manifest(client: DXF, blobs: BlobStore, reference: str, *, fetch_blobs
 
 
 def _pull(host: str, repository: str, reference: str, credentials: Credentials, ca_bundle: str,
-          blobs: BlobStore, fetch_blobs: bool) -> PulledManifest:
+          blobs: BlobStore, fetch_blobs: bool, user_agent: str | None) -> PulledManifest:
     try:
-        return _pull_manifest(_client(host, repository, credentials, ca_bundle), blobs, reference,
+        return _pull_manifest(_client(host, repository, credentials, ca_bundle, user_agent), blobs, reference,
                               fetch_blobs=fetch_blobs)
     except (requests.RequestException, dxf_errors.DXFError) as exc:
         raise PullError(describe(exc, host)) from exc
 
 
 async def pull(host: str, repository: str, reference: str, credentials: Credentials, *, ca_bundle: str,
-               blobs: BlobStore, keep: bool) -> PulledManifest:
+               blobs: BlobStore, keep: bool, user_agent: str | None = None) -> PulledManifest:
     """Pull an image; with keep, its blobs are stored so a namespace can link them."""
-    return await asyncio.to_thread(_pull, host, repository, reference, credentials, ca_bundle, blobs, keep)
+    return await asyncio.to_thread(_pull, host, repository, reference, credentials, ca_bundle, blobs, keep,
+                                   user_agent)
 
 
-def _tags(host: str, repository: str, credentials: Credentials, ca_bundle: str) -> list[str]:
+def _tags(host: str, repository: str, credentials: Credentials, ca_bundle: str,
+          user_agent: str | None) -> list[str]:
     try:
-        return list(_client(host, repository, credentials, ca_bundle).list_aliases())
+        return list(_client(host, repository, credentials, ca_bundle, user_agent).list_aliases())
     except requests.HTTPError as exc:
         if exc.response is not None and exc.response.status_code == 404:
             return []
@@ -150,13 +176,15 @@ def _tags(host: str, repository: str, credentials: Credentials, ca_bundle: str) 
         raise PullError(describe(exc, host)) from exc
 
 
-async def tags(host: str, repository: str, credentials: Credentials, *, ca_bundle: str) -> list[str]:
-    return await asyncio.to_thread(_tags, host, repository, credentials, ca_bundle)
+async def tags(host: str, repository: str, credentials: Credentials, *, ca_bundle: str,
+               user_agent: str | None = None) -> list[str]:
+    return await asyncio.to_thread(_tags, host, repository, credentials, ca_bundle, user_agent)
 
 
-def _digest_of(host: str, repository: str, tag: str, credentials: Credentials, ca_bundle: str) -> str | None:
+def _digest_of(host: str, repository: str, tag: str, credentials: Credentials, ca_bundle: str,
+               user_agent: str | None) -> str | None:
     try:
-        _, response = _client(host, repository, credentials, ca_bundle).head_manifest_and_response(tag)
+        _, response = _client(host, repository, credentials, ca_bundle, user_agent).head_manifest_and_response(tag)
         return response.headers.get("Docker-Content-Digest")
     except requests.HTTPError as exc:
         if exc.response is not None and exc.response.status_code == 404:
@@ -166,14 +194,15 @@ def _digest_of(host: str, repository: str, tag: str, credentials: Credentials, c
         raise PullError(describe(exc, host)) from exc
 
 
-async def digest_of(host: str, repository: str, tag: str, credentials: Credentials, *, ca_bundle: str) -> str | None:
-    return await asyncio.to_thread(_digest_of, host, repository, tag, credentials, ca_bundle)
+async def digest_of(host: str, repository: str, tag: str, credentials: Credentials, *, ca_bundle: str,
+                    user_agent: str | None = None) -> str | None:
+    return await asyncio.to_thread(_digest_of, host, repository, tag, credentials, ca_bundle, user_agent)
 
 
 def _push(host: str, repository: str, tag: str, manifests: list[tuple[bytes, list[str]]], credentials: Credentials,
-          ca_bundle: str, blobs: BlobStore) -> None:
+          ca_bundle: str, blobs: BlobStore, user_agent: str | None) -> None:
     """Push blobs then manifests (children first, the tagged one last)."""
-    client = _client(host, repository, credentials, ca_bundle)
+    client = _client(host, repository, credentials, ca_bundle, user_agent)
     try:
         for index, (body, blob_digests) in enumerate(manifests):
             for digest in blob_digests:
@@ -186,5 +215,5 @@ def _push(host: str, repository: str, tag: str, manifests: list[tuple[bytes, lis
 
 
 async def push(host: str, repository: str, tag: str, manifests: list[tuple[bytes, list[str]]],
-               credentials: Credentials, *, ca_bundle: str, blobs: BlobStore) -> None:
-    await asyncio.to_thread(_push, host, repository, tag, manifests, credentials, ca_bundle, blobs)
+               credentials: Credentials, *, ca_bundle: str, blobs: BlobStore, user_agent: str | None = None) -> None:
+    await asyncio.to_thread(_push, host, repository, tag, manifests, credentials, ca_bundle, blobs, user_agent)
