@@ -38,6 +38,7 @@ from ..results import StepResult
 
 STEP = "definition"
 CONNECTED = "connected registry"
+MAX_LAYERS = 5
 
 
 @dataclass
@@ -69,6 +70,11 @@ def _find_parent(ctx: RunContext, registry: Any, members: list) -> Any:
         raise ParameterError("connected_registry.mode",
                              f"{cr.mode} is not allowed under the ReadOnly parent '{parent.name}': a ReadOnly "
                              "connected registry accepts only ReadOnly children")
+    layer = 1 + len(list(family.lineage(parent, members)))
+    if layer > MAX_LAYERS:
+        # IoT Edge supports hierarchies of at most five layers (how-to-connect-downstream-iot-edge-device).
+        raise ParameterError("connected_registry.parent", f"'{cr.name}' under '{parent.name}' would be layer {layer}; "
+                                                          f"IoT Edge supports at most {MAX_LAYERS} layers")
     return parent
 
 

@@ -38,7 +38,15 @@ table, as configure-device requires:
   place the deployment manifest points its modules (crlib.hosts.iotedge_manifest). The port is the
   connected registry tutorial's: its API proxy listens on 8000 and its `iotedge_config.yaml` sets
   `default_edge_agent: "$upstream:8000/azureiotedge-agent:..."`, while edgeHub publishes 443 (the
-  IoT Edge docs' `$upstream:443` is their layout, whose API proxy takes 443);
+  IoT Edge docs' `$upstream:443` is their layout, whose API proxy takes 443). The parent's connected
+  registry admits only tokens, so that first pull needs `[agent.config.auth]` (`serveraddress`,
+  `username`, `password`: the template's "Default Edge Agent" block; the tutorial's lower layer
+  `container_auth` with `serveraddress: "$upstream:8000"`): the child's module pull token
+  `<connected registry>-pull`, the one its deployment manifest pulls with. Its password is a secret
+  and takes the connection string's way: a root-only staging file (PULL_PASSWORD_FILE), written
+  into config.toml with builtins, removed after `iotedge config apply`. `parent_hostname` is the
+  parent's host alone (configure-device: an FQDN or IP address, no port), while
+  `device.parent_address` is the parent's API proxy as host[:port];
 - a **middle layer** is both. `trust_bundle_cert` and `[edge_ca]` are written for any device that
   names them (the how-to gives every device of a hierarchy its own edge CA).
 
@@ -49,21 +57,27 @@ that they are regular files, so no key passes through crlib or a command line.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from ..azure.devices import parent_device_endpoint
-from ..azure.names import DEVICE_SECRET
+from ..azure.names import DEVICE_SECRET, PULL_SECRET, pull_token_name
 from ..context import RunContext
 from ..errors import ParameterError
 from ..hosts.check_script import shell_assignment, shell_comment
 from ..hosts.iotedge_manifest import API_PROXY_PORT
 
 CONNECTION_STRING_FILE = "/etc/aziot/device-connection-string"
+# A child's module pull token password, for its first edgeAgent pull through the parent.
+PULL_PASSWORD_FILE = "/etc/aziot/upstream-pull-password"
 CONFIG_FILE = "/etc/aziot/config.toml"
 UBUNTU_VERSIONS = {"ubuntu22.04": "22.04", "ubuntu24.04": "24.04"}
 # The `iotedge check --output json` finding Microsoft calls expected until edgeHub runs: (check id, first detail).
 EXPECTED_BEFORE_DEPLOYMENT = (("edge-hub-storage-mounted-from-host", "Could not check current state of edgeHub container"),)
-_HOST = re.compile(r"^[A-Za-z0-9.-]+(:\d{1,5})?$")
+# host[:port] or [IPv6 address][:port], as device.parent_address takes it.
+_NAME_PORT = re.compile(r"^([A-Za-z0-9.-]+)(?::\d{1,5})?$")
+_IPV6_PORT = re.compile(r"^\[([0-9A-Fa-f:.]+)\](?::\d{1,5})?$")
+_IPV6 = re.compile(r"^[0-9A-Fa-f:.]+$")
 
 # Reads `iotedge check --output json` (`iotedge check --help`: --output text|json); argv: the report
 # file, the check's exit code. The script runs it from a quoted here-document. JSON rather than the
@@ -127,9 +141,13 @@ fail() {
 # env_reset keeps a caller's value out.
 readonly ROOT=${HOST_ROOT:-}
 readonly STAGED=$ROOT$CONNECTION_STRING_FILE
+readonly PULL_STAGED=${PULL_PASSWORD_FILE:+$ROOT$PULL_PASSWORD_FILE}
 readonly CONFIG=$ROOT$CONFIG_FILE
 # Azure IoT Hub's device connection string; the device id is the one this script is for.
 readonly CONNECTION_STRING_FORMAT='^HostName=[A-Za-z0-9.-]+;DeviceId=([^;"\]+);SharedAccessKey=[A-Za-z0-9+/=]+$'
+# A token password: one line that a TOML basic string holds as it is (no quote, backslash, space or
+# control character).
+readonly PULL_PASSWORD_FORMAT='^[^"\[:space:][:cntrl:]]+$'
 
 [[ $(id -u) -eq 0 ]] || fail "run this script as root: sudo bash $0"
 
@@ -148,15 +166,21 @@ done
 workdir=$(mktemp -d)
 trap 'rm -rf "$workdir"' EXIT
 
+# A staging file holds a secret: a regular file that only root can read.
+check_staging_file() {
+    local file=$1 owner_mode
+    [[ -f $file && ! -L $file ]] || fail "$file must be a regular file, not a link or a directory"
+    owner_mode=$(stat -c '%U:%G %a' -- "$file")
+    [[ $owner_mode == "root:root 600" ]] ||
+        fail "$file must be owned by root:root with mode 600, not $owner_mode:" \
+            "chown root:root $file && chmod 600 $file"
+}
+
 # The connection string stays in a root-only file: never in this script, shell history or a command
 # line. A second run, after the staging file is gone, keeps the configuration that holds it.
 connection_string=
 if [[ -e $STAGED || -L $STAGED ]]; then
-    [[ -f $STAGED && ! -L $STAGED ]] || fail "$STAGED must be a regular file, not a link or a directory"
-    owner_mode=$(stat -c '%U:%G %a' -- "$STAGED")
-    [[ $owner_mode == "root:root 600" ]] ||
-        fail "$STAGED must be owned by root:root with mode 600, not $owner_mode:" \
-            "chown root:root $STAGED && chmod 600 $STAGED"
+    check_staging_file "$STAGED"
     IFS= read -r connection_string <"$STAGED" || true
     connection_string=${connection_string%$'\r'} # pasted from a Windows clipboard
     if ! [[ $connection_string =~ $CONNECTION_STRING_FORMAT && ${BASH_REMATCH[1]} == "$DEVICE_ID" ]]; then
@@ -166,6 +190,25 @@ elif [[ -f $CONFIG ]] && grep -Fqs -- ";DeviceId=$DEVICE_ID;" "$CONFIG"; then
     echo "$STAGED is gone and $CONFIG provisions device $DEVICE_ID already: keeping it"
 else
     fail "$STAGED is missing; create it first (see the top of this script)"
+fi
+
+# A child pulls its first edgeAgent from its parent's connected registry, which admits tokens only:
+# the module pull token's password takes the connection string's way (root-only staging file,
+# builtins, removed once applied). It is needed whenever config.toml is written.
+pull_password=
+if [[ -n $PULL_STAGED ]]; then
+    if [[ -e $PULL_STAGED || -L $PULL_STAGED ]]; then
+        check_staging_file "$PULL_STAGED"
+        IFS= read -r pull_password <"$PULL_STAGED" || true
+        pull_password=${pull_password%$'\r'} # pasted from a Windows clipboard
+        [[ $pull_password =~ $PULL_PASSWORD_FORMAT ]] ||
+            fail "$PULL_STAGED does not hold a token password (one line without quotes, backslashes or spaces)"
+        [[ -n $connection_string ]] ||
+            fail "$PULL_STAGED is there but $STAGED is not: this run keeps $CONFIG as it is and would not" \
+                "take the password; stage the device connection string as well to write $CONFIG anew"
+    elif [[ -n $connection_string ]]; then
+        fail "$PULL_STAGED is missing; create it first (see the top of this script)"
+    fi
 fi
 
 export DEBIAN_FRONTEND=noninteractive
@@ -230,6 +273,11 @@ write_config() {
                 printf '\n[agent]\nname = "edgeAgent"\ntype = "docker"\n'
                 printf '\n[agent.config]\nimage = "%s"\n' "$AGENT_IMAGE"
             fi
+            if [[ -n $pull_password ]]; then
+                # The parent's connected registry admits the child's module pull token.
+                printf '\n[agent.config.auth]\nserveraddress = "%s"\nusername = "%s"\npassword = "%s"\n' \
+                    "$AGENT_AUTH_SERVER" "$AGENT_AUTH_USER" "$pull_password"
+            fi
         } >"$staging"
     )
     mv -f -- "$staging" "$CONFIG"
@@ -239,6 +287,10 @@ if [[ -n $connection_string ]]; then
     mkdir -p "${CONFIG%/*}"
     write_config
     iotedge config apply -c "$CONFIG"
+    if [[ -n $pull_password ]]; then
+        rm -f -- "$PULL_STAGED"
+        echo "removed $PULL_STAGED: $CONFIG (root only) holds the pull token password now"
+    fi
     rm -f -- "$STAGED"
     echo "removed $STAGED: $CONFIG (root only) holds the connection string now"
 fi
@@ -269,16 +321,20 @@ def provisioning_script(ctx: RunContext, *, parent_hostname: str | None = None) 
     site = ctx.site
     device = site.device
     version = UBUNTU_VERSIONS[device.host_os]
+    field = "parent_hostname"
     if device.parent_device and parent_hostname is None:
-        parent_hostname = parent_device_endpoint(ctx)
-    if parent_hostname and not _HOST.match(parent_hostname):
-        raise ParameterError("parent_hostname", f"'{parent_hostname}' is not a host name")
+        parent_hostname, field = parent_device_endpoint(ctx), "device.parent_address"
+    if parent_hostname:
+        parent_hostname = bare_host(parent_hostname, field)
     child = device.parent_device is not None
     if child and device.trust_bundle_cert is None:
         raise ParameterError("device.trust_bundle_cert", f"nested device '{device.id}' must trust the root CA that "
                                                          "signed its parent's edge CA; give the certificate's path on "
                                                          "the device")
     agent_image = f"$upstream:{API_PROXY_PORT}/{site.images.edge_agent}" if child else ""
+    # The child's module pull token, as the tutorial's lower layer container_auth names its registry.
+    agent_auth_server = f"$upstream:{API_PROXY_PORT}" if child else ""
+    agent_auth_user = pull_token_name(site.connected_registry.name) if child else ""
     store = f"Key Vault {site.secrets.vault_url}" if site.secrets.store == "keyvault" else site.secrets.local_dir
     runtime = site.device.iotedge_version
     header = [
@@ -291,8 +347,10 @@ def provisioning_script(ctx: RunContext, *, parent_hostname: str | None = None) 
         shell_comment(f"in {store}) into a file only root can read:"),
         f"#   sudo install -d -m 755 {CONNECTION_STRING_FILE.rsplit('/', 1)[0]}",
         f"#   sudo bash -c 'umask 077; cat > {CONNECTION_STRING_FILE}'   # paste it, then Ctrl-D",
+        *(_pull_password_comment(ctx, store, agent_auth_user) if child else []),
         "# then run: sudo bash provision-iotedge.sh",
-        f"# The script moves it into {CONFIG_FILE} (root only) and removes the file.",
+        f"# The script moves {'them' if child else 'it'} into {CONFIG_FILE} (root only) and removes the "
+        f"file{'s' if child else ''}.",
         *_certificate_comment(device.trust_bundle_cert, device.edge_ca_cert, device.edge_ca_key),
         "set -euo pipefail",
         "",
@@ -300,6 +358,7 @@ def provisioning_script(ctx: RunContext, *, parent_hostname: str | None = None) 
         shell_assignment("IOTEDGE_VERSION", runtime),
         shell_assignment("DEVICE_ID", site.device.id),
         shell_assignment("CONNECTION_STRING_FILE", CONNECTION_STRING_FILE),
+        shell_assignment("PULL_PASSWORD_FILE", PULL_PASSWORD_FILE if child else ""),
         shell_assignment("CONFIG_FILE", CONFIG_FILE),
         shell_assignment("PARENT_HOSTNAME", parent_hostname or ""),
         shell_assignment("EDGE_HOSTNAME", device.hostname or ""),
@@ -307,6 +366,8 @@ def provisioning_script(ctx: RunContext, *, parent_hostname: str | None = None) 
         shell_assignment("EDGE_CA_CERT", device.edge_ca_cert or ""),
         shell_assignment("EDGE_CA_KEY", device.edge_ca_key or ""),
         shell_assignment("AGENT_IMAGE", agent_image),
+        shell_assignment("AGENT_AUTH_SERVER", agent_auth_server),
+        shell_assignment("AGENT_AUTH_USER", agent_auth_user),
     ]
     return "\n".join(header) + "\n" + _BODY
 
@@ -319,3 +380,31 @@ def _certificate_comment(trust_bundle: str | None, edge_ca_cert: str | None, edg
     listed = [f"#   {path}: {shell_comment(what).removeprefix('# ')}" for path, what in files if path]
     return ["# Copy these onto the device first as well (config.toml references them as file URIs):", *listed] \
         if listed else []
+
+
+def bare_host(address: str, field: str = "parent_hostname") -> str:
+    """The host of host[:port] or [IPv6 address][:port]: config.toml's parent_hostname is an FQDN or
+    IP address without a port (configure-device), while device.parent_address names the parent's API
+    proxy with its port. A bare host, IPv6 address included, comes back as it is."""
+    if match := _NAME_PORT.match(address):
+        return match.group(1)
+    bracketed = _IPV6_PORT.match(address)
+    host = bracketed.group(1) if bracketed else address
+    try:
+        if _IPV6.match(host):  # no zone id: a link-local address's %interface means nothing to the parent
+            ipaddress.IPv6Address(host)
+            return host
+    except ValueError:
+        pass
+    raise ParameterError(field, f"'{address}' is not a host name or IP address with an optional port")
+
+
+def _pull_password_comment(ctx: RunContext, store: str, user: str) -> list[str]:
+    """A child's second staging file: the module pull token's password, for the first edgeAgent pull."""
+    secret = ctx.secret_name(PULL_SECRET)
+    return [
+        shell_comment(f"This device is nested: it pulls edgeAgent through its parent as token '{user}'."),
+        shell_comment(f"Put that token's password (secret '{secret}'"),
+        shell_comment(f"in {store}, created by notebook 04's manifest step) into a file only root can read:"),
+        f"#   sudo sh -c 'umask 077; cat > {PULL_PASSWORD_FILE}'   # paste it, then Ctrl-D",
+    ]

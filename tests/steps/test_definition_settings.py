@@ -431,3 +431,17 @@ def test_a_child_needs_its_parent_devices_address(family, request_log):
         update={"parent_address": "parent-device.contoso.local:8000"})})
     planned = ensure_settings(nested, plan=True)
     assert "parent gateway parent-device.contoso.local:8000" in planned.changes[-1]
+
+
+def test_a_sixth_layer_is_refused_before_any_write(family, request_log):
+    root, child = family
+    parent = root
+    for _ in range(4):  # layers 2-5
+        parent = child(parent.site.connected_registry.name, mode="ReadOnly")
+        ensure_connected_registry(parent)
+    log_from = len(request_log())
+    with pytest.raises(ParameterError) as refused:
+        ensure_connected_registry(child(parent.site.connected_registry.name, mode="ReadOnly"))
+    assert refused.value.field == "connected_registry.parent"
+    assert "would be layer 6; IoT Edge supports at most 5 layers" in refused.value.message
+    assert writes(lambda: request_log()[log_from:]) == []

@@ -3,7 +3,10 @@ waits for the deployment, no command line carries the connection string, the sta
 and the written config.toml is root-only; after the deployment every check passes, and any other
 check error still fails the script. Nested IoT Edge: a gateway's config.toml names its hostname
 and edge CA, a child's its parent, the root CA it trusts and the edgeAgent it pulls through its
-parent; a middle layer's all of them; missing or malformed fields are refused, naming the field."""
+parent, with the module pull token whose password comes from a second root-only staging file (never
+in the script or on a command line, refused when others could read it); parent_hostname is the
+parent's host without the API proxy's port; a middle layer's all of them; missing or malformed
+fields are refused, naming the field."""
 
 from __future__ import annotations
 
@@ -18,10 +21,17 @@ import pytest
 from stubs.fakehost import FakeHost, shellcheck
 
 from crlib import params
+from crlib.azure import names
 from crlib.context import RunContext, open_context
 from crlib.errors import ParameterError
 from crlib.secrets import LocalSecretStore
-from crlib.steps.provisioning import CONFIG_FILE, CONNECTION_STRING_FILE, provisioning_script
+from crlib.steps.provisioning import (
+    CONFIG_FILE,
+    CONNECTION_STRING_FILE,
+    PULL_PASSWORD_FILE,
+    bare_host,
+    provisioning_script,
+)
 
 PARAMETERS = Path(__file__).resolve().parents[2] / "parameters" / "sandbox.yaml"
 # What the script may run for real (recorded); apt-get, dpkg, wget, iotedge, systemctl, id and stat are stubs.
@@ -41,6 +51,8 @@ MIDDLE = {**CHILD, "gateway": True, "hostname": "10.1.0.4",
 # A child pulls edgeAgent through its parent's API proxy (crlib's manifest: port 8000), as the
 # connected registry tutorial's default_edge_agent does.
 CHILD_AGENT = "$upstream:8000/azureiotedge-agent:1.5"
+# ... with its module pull token (the connected registry tutorial's lower layer container_auth).
+UPSTREAM = "$upstream:8000"
 
 
 def os_release(version: str) -> str:
@@ -67,6 +79,12 @@ def key() -> str:
     return base64.b64encode(secrets.token_bytes(32)).decode()
 
 
+@pytest.fixture
+def pull_password() -> str:
+    """Shaped like an ACR token password (base64 characters, '+' and '/' included)."""
+    return "Pu11+/" + base64.b64encode(secrets.token_bytes(30)).decode()
+
+
 def connection_string(context: RunContext, key: str, device_id: str | None = None) -> str:
     return (f"HostName={context.site.hub.name}.azure-devices.net;DeviceId={device_id or context.site.device.id};"
             f"SharedAccessKey={key}")
@@ -75,6 +93,11 @@ def connection_string(context: RunContext, key: str, device_id: str | None = Non
 def stage(host: FakeHost, text: str, mode: int = 0o600) -> Path:
     """What the engineer puts on the device before running the script."""
     return host.write(CONNECTION_STRING_FILE, text + "\n", mode)
+
+
+def stage_pull_password(host: FakeHost, password: str, mode: int = 0o600) -> Path:
+    """A child's second staging file: its module pull token's password."""
+    return host.write(PULL_PASSWORD_FILE, password + "\n", mode)
 
 
 def nested(context: RunContext, device: dict) -> RunContext:
@@ -95,10 +118,13 @@ def place_certificates(host: FakeHost, device: dict) -> None:
         host.write(device["edge_ca_key"], "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n", 0o600)
 
 
-def provisioned_config(context: RunContext, host: FakeHost, key: str, device: dict) -> tuple[str, dict]:
+def provisioned_config(context: RunContext, host: FakeHost, key: str, device: dict,
+                       pull_password: str = "pull+Pass/word=") -> tuple[str, dict]:
     """Provision a nested device on the fake host: config.toml as text and as TOML."""
     ctx = nested(context, device)
     stage(host, connection_string(ctx, key))
+    if device.get("parent_device"):
+        stage_pull_password(host, pull_password)
     place_certificates(host, device)
     ran = host.run(provisioning_script(ctx))
     assert ran.returncode == 0, ran.stdout + ran.stderr
@@ -239,13 +265,15 @@ def test_a_gateway_names_its_hostname_edge_ca_and_trust_bundle(context, host, ke
     assert config["provisioning"]["source"] == "manual"
 
 
-def test_a_child_names_its_parent_trust_bundle_and_upstream_agent(context, host, key):
-    text, config = provisioned_config(context, host, key, CHILD)
+def test_a_child_names_its_parent_trust_bundle_and_upstream_agent(context, host, key, pull_password):
+    text, config = provisioned_config(context, host, key, CHILD, pull_password)
     # The parent host defaults to device.parent_address (the parent's device endpoint).
     assert config["parent_hostname"] == "gateway.contoso.local"
     assert config["trust_bundle_cert"] == f"file://{ROOT_CA}"
     assert f'[agent.config]\nimage = "{CHILD_AGENT}"' in text
-    assert config["agent"] == {"name": "edgeAgent", "type": "docker", "config": {"image": CHILD_AGENT}}
+    user = names.pull_token_name(context.site.connected_registry.name)
+    assert config["agent"] == {"name": "edgeAgent", "type": "docker", "config": {
+        "image": CHILD_AGENT, "auth": {"serveraddress": UPSTREAM, "username": user, "password": pull_password}}}
     assert globals_first(text, "parent_hostname", "trust_bundle_cert")
     assert "hostname" not in config and "edge_ca" not in config
 
@@ -257,7 +285,118 @@ def test_a_middle_layer_is_both_gateway_and_child(context, host, key):
     assert config["edge_ca"] == {"cert": "file:///var/aziot/certs/iot-edge-device-ca-middle.cert.pem",
                                  "pk": "file:///var/aziot/secrets/iot-edge-device-ca-middle.key.pem"}
     assert config["agent"]["config"]["image"] == CHILD_AGENT
+    assert config["agent"]["config"]["auth"]["serveraddress"] == UPSTREAM
     assert globals_first(text, "hostname", "parent_hostname", "trust_bundle_cert")
+
+
+def test_a_child_pulls_edge_agent_with_its_pull_token_from_a_staging_file(context, host, key, pull_password):
+    ctx = nested(context, CHILD)
+    script = provisioning_script(ctx)
+    # The script names the secret and where it goes, never the value.
+    secret = ctx.secret_name(names.PULL_SECRET)
+    assert f"# Put that token's password (secret '{secret}'\n# in {ctx.site.secrets.local_dir}," in script
+    assert f"#   sudo sh -c 'umask 077; cat > {PULL_PASSWORD_FILE}'" in script
+    assert pull_password not in script
+    _, config = provisioned_config(context, host, key, CHILD, pull_password)
+    staged = host.root / PULL_PASSWORD_FILE.lstrip("/")
+    assert config["agent"]["config"]["auth"] == {
+        "serveraddress": UPSTREAM, "username": f"{ctx.site.connected_registry.name}-pull", "password": pull_password}
+    assert stat.S_IMODE((host.root / CONFIG_FILE.lstrip("/")).stat().st_mode) == 0o600
+    assert not staged.exists()
+    calls = host.calls()
+    assert [call for call in calls if pull_password in call] == []
+    apply = next(i for i, call in enumerate(calls) if call.startswith("iotedge config apply"))
+    assert calls.index(f"rm -f -- {staged}") > apply
+    # A second run, both staging files gone, keeps the configuration that holds them.
+    again = host.run(script)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "keeping it" in again.stdout
+
+
+@pytest.mark.parametrize(("mode", "refusal"), [
+    (0o644, "must be owned by root:root with mode 600, not root:root 644"),
+    (0o640, "must be owned by root:root with mode 600, not root:root 640"),
+])
+def test_a_pull_password_file_others_could_read_is_refused_before_any_install(context, host, key, pull_password,
+                                                                              mode, refusal):
+    ctx = nested(context, CHILD)
+    stage(host, connection_string(ctx, key))
+    place_certificates(host, CHILD)
+    stage_pull_password(host, pull_password, mode)
+    ran = host.run(provisioning_script(ctx))
+    assert ran.returncode == 1 and f"{PULL_PASSWORD_FILE} {refusal}" in ran.stderr
+    assert not any(call.startswith("apt-get") for call in host.calls())
+    assert not (host.root / CONFIG_FILE.lstrip("/")).exists()
+
+
+def test_a_child_without_its_pull_password_file_is_refused_before_any_install(context, host, key):
+    ctx = nested(context, CHILD)
+    staged = stage(host, connection_string(ctx, key))
+    place_certificates(host, CHILD)
+    ran = host.run(provisioning_script(ctx))
+    assert ran.returncode == 1 and f"{PULL_PASSWORD_FILE} is missing" in ran.stderr
+    assert not any(call.startswith("apt-get") for call in host.calls())
+    assert staged.exists()  # nothing applied, nothing removed
+
+
+@pytest.mark.parametrize("password", ['pass"word', "pass\\word", "pass word", ""])
+def test_a_pull_password_file_a_toml_string_cannot_hold_is_refused(context, host, key, password):
+    ctx = nested(context, CHILD)
+    stage(host, connection_string(ctx, key))
+    place_certificates(host, CHILD)
+    stage_pull_password(host, password)
+    ran = host.run(provisioning_script(ctx))
+    assert ran.returncode == 1 and "does not hold a token password" in ran.stderr
+    assert not any(call.startswith("apt-get") for call in host.calls())
+
+
+def test_a_pull_password_without_a_connection_string_is_refused(context, host, key, pull_password):
+    """A provisioned child keeps its config.toml, which would not take a newly staged password."""
+    provisioned_config(context, host, key, CHILD, pull_password)
+    staged = stage_pull_password(host, pull_password)
+    host.log.unlink()
+    ran = host.run(provisioning_script(nested(context, CHILD)))
+    assert ran.returncode == 1 and f"{PULL_PASSWORD_FILE} is there but " in ran.stderr
+    assert f"{CONNECTION_STRING_FILE} is not: this run keeps" in ran.stderr
+    assert not any(call.startswith("apt-get") for call in host.calls())
+    assert staged.exists()
+
+
+def test_only_a_child_reads_a_pull_password_file(context, host, key, pull_password):
+    staged = stage_pull_password(host, pull_password, 0o644)  # left over: not this device's business
+    _, config = provisioned_config(context, host, key, GATEWAY)
+    assert "agent" not in config and staged.exists()
+
+
+@pytest.mark.parametrize(("parent_address", "parent_hostname"), [
+    ("gateway.contoso.local:8000", "gateway.contoso.local"),
+    ("10.1.0.4:8000", "10.1.0.4"),
+    ("[fd00::1]:8000", "fd00::1"),
+    ("[fd00::1]", "fd00::1"),
+])
+def test_parent_hostname_is_the_parent_address_without_its_port(context, host, key, parent_address,
+                                                                parent_hostname):
+    text, config = provisioned_config(context, host, key, {**CHILD, "parent_address": parent_address})
+    assert config["parent_hostname"] == parent_hostname
+    assert f'parent_hostname = "{parent_hostname}"\n' in text
+
+
+@pytest.mark.parametrize(("given", "host_name"), [
+    ("parent-device.contoso.local", "parent-device.contoso.local"),
+    ("10.1.0.4", "10.1.0.4"),
+    ("fd00::1", "fd00::1"),
+    ("parent-device.contoso.local:443", "parent-device.contoso.local"),
+])
+def test_a_given_parent_hostname_keeps_its_host(given, host_name):
+    assert bare_host(given) == host_name
+
+
+@pytest.mark.parametrize("given", ["gw_1.local", "gw.local:port", "[gw.local]:8000", "fe80::1%eth0", "fd00::1::2",
+                                   'gw.local"\nx = "y', ""])
+def test_a_parent_hostname_that_is_no_host_is_refused(context, given):
+    with pytest.raises(ParameterError) as refused:
+        provisioning_script(context, parent_hostname=given) if given else bare_host(given)
+    assert refused.value.field == "parent_hostname"
 
 
 def test_the_agent_image_follows_the_sites_edge_agent_tag(context):
