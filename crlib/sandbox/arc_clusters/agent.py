@@ -112,6 +112,7 @@ class Release:
             return
         if self.offline:
             self.offline = False
+            self.module.cut_off = False
             self.module.next_sync = None  # back online: sync at once, which reports Online
         try:
             await self.module.step(now)
@@ -138,6 +139,7 @@ class ModuleConnected(ConnectedRegistryModule):
     """The connected registry pod: the device module, plus what a cluster cut off does to it."""
 
     def go_offline(self) -> None:
+        self.cut_off = True
         if self.active and self.cr_id and self.sandbox.store.get(self.cr_id) is not None:
             with self.sandbox.store.transaction():
                 set_runtime_status(self.sandbox, self.cr_id, connection_state="Offline")

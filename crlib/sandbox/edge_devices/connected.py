@@ -82,6 +82,9 @@ class ConnectedRegistryModule:
         self.user_agent = user_agent
         self.resolve = resolve  # ParentGatewayEndpoint -> host[:port], `$IOTEDGE_PARENTHOSTNAME` resolved
         self.active = False
+        # Set while the host's network is cut (device or cluster offline): a sync already under way
+        # when it went does not report afterwards, as its requests would have failed.
+        self.cut_off = False
         self.stopped_reason: str | None = None
         self.next_attempt = 0.0
         self.next_sync: float | None = None
@@ -289,6 +292,8 @@ class ConnectedRegistryModule:
             self._record_failure("SYNC_FAILED", f"Sync with {self.parent_host} failed: {reason}", now, state=state)
             self._schedule_next(doc, now)
             return
+        if self.cut_off:
+            return  # cut off mid-sync: nothing reaches the cloud; the sync runs again once back
         self._last_heartbeat = now
         with self.sandbox.store.transaction():
             set_runtime_status(self.sandbox, self._id, connection_state="Online", status_details=[],

@@ -306,6 +306,7 @@ class EdgeDevice:
             except SandboxError:  # the hub or identity is gone
                 self.connected = False
         for module in self.connected_registries.values():
+            module.cut_off = True
             if module.active and module.cr_id and self.sandbox.store.get(module.cr_id) is not None:
                 with self.sandbox.store.transaction():
                     set_runtime_status(self.sandbox, module.cr_id, connection_state="Offline")
@@ -318,6 +319,7 @@ class EdgeDevice:
         if self.api_proxy is not None and self.api_proxy.publishes_device_port:
             self._open_endpoint()
         for module in self.connected_registries.values():
+            module.cut_off = False
             module.next_sync = None
 
     # -- deployments -----------------------------------------------------------------------------
