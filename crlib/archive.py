@@ -6,9 +6,12 @@
     steps.jsonl           every step start, result and failure, as the notebooks recorded them
     SHA256SUMS            sha256sum format, over every other file
 
-Sealing makes every file and folder read-only; `verify` checks every hash, that no file was added
-or removed, and scans every byte for secrets: the values in the site's secret store and the
-shapes secrets take (SAS keys, passwords in connection strings, private keys, bearer tokens).
+Files are written 0600 (folders 0700) and never through a symlink. Sealing clears every write bit
+and adds no permission (the umask's removals stay removed); seal, unseal and `verify` refuse an
+archive that holds a symlink and never follow one. `verify` checks every hash, that no file was
+added or removed, and scans every byte for secrets: the values in the site's secret store and the
+shapes secrets take (SAS keys, passwords in connection strings, private keys, bearer tokens); it
+names the file and the store entry or shape found, and prints no part of the secret.
 
 Sanitising fixes what papermill writes for a change record: local absolute paths go, the
 parameters are masked, widget state is dropped, and cells that never ran are marked so instead
@@ -19,12 +22,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import stat
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 from .errors import ArchiveError
 from .secrets import MASK, MASKER, SecretStore
@@ -44,16 +48,100 @@ SECRET_SHAPES = {
 }
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: Path, *, follow_symlinks: bool = True) -> str:
+    """The file's sha256; with follow_symlinks=False a symlink is refused (OSError), never read through."""
     digest = hashlib.sha256()
-    with path.open("rb") as fh:
+    with _open(path, os.O_RDONLY, follow_symlinks=follow_symlinks) as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
 
 
+def _open(path: Path, flags: int, *, follow_symlinks: bool = False, mode: int = 0o600) -> IO[Any]:
+    fd = os.open(path, flags | os.O_CLOEXEC | (0 if follow_symlinks else os.O_NOFOLLOW), mode)
+    return os.fdopen(fd, "rb" if (flags & os.O_ACCMODE) == os.O_RDONLY else "ab" if flags & os.O_APPEND else "wb")
+
+
+def write_private(path: Path, data: str | bytes, *, append: bool = False) -> None:
+    """Write (or append to) a file of the archive: 0600 when created, never through a symlink."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    with _open(Path(path), flags) as fh:
+        fh.write(data.encode() if isinstance(data, str) else data)
+
+
+def read_private(path: Path) -> bytes:
+    """A file of the archive, never read through a symlink."""
+    with _open(Path(path), os.O_RDONLY) as fh:
+        return fh.read()
+
+
+def _walk(run_dir: Path) -> Iterator[tuple[Path, os.stat_result]]:
+    """Every entry under run_dir with its lstat, depth first; never enters a symlinked folder."""
+    with os.scandir(run_dir) as entries:
+        for entry in sorted(entries, key=lambda e: e.name):
+            path = Path(entry.path)
+            info = entry.stat(follow_symlinks=False)
+            yield path, info
+            if stat.S_ISDIR(info.st_mode):
+                yield from _walk(path)
+
+
 def archived_files(run_dir: Path) -> list[Path]:
-    return sorted(p for p in run_dir.rglob("*") if p.is_file() and p.name != SUMS)
+    """The archive's regular files but SHA256SUMS (symlinks are never counted: see tree_problems)."""
+    return sorted(p for p, info in _walk(run_dir) if stat.S_ISREG(info.st_mode) and p != run_dir / SUMS)
+
+
+def tree_problems(run_dir: Path | str, *, others: bool = True) -> list[str]:
+    """What makes a folder unsafe to trust: a symlink anywhere (the folder itself included), anything
+    but regular files and folders, and with `others`, an entry another user owns or can write."""
+    run_dir = Path(run_dir)
+    try:
+        top = run_dir.lstat()
+    except OSError as exc:
+        return [f"cannot be read ({exc.strerror})"]
+    if stat.S_ISLNK(top.st_mode):
+        return ["the folder is a symlink"]
+    if not stat.S_ISDIR(top.st_mode):
+        return ["is not a folder"]
+    problems = []
+    for path, info in [(run_dir, top), *_walk(run_dir)]:
+        name = path.relative_to(run_dir).as_posix() if path != run_dir else "the folder"
+        if stat.S_ISLNK(info.st_mode):
+            problems.append(f"{name} is a symlink")
+        elif not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+            problems.append(f"{name} is not a regular file or folder")
+        elif others and info.st_uid != os.geteuid():
+            problems.append(f"{name} belongs to another user (uid {info.st_uid})")
+        elif others and info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            problems.append(f"{name} can be written by other users (mode {stat.S_IMODE(info.st_mode):04o})")
+    return problems
+
+
+def _refuse_symlinks(run_dir: Path, action: str) -> None:
+    problems = tree_problems(run_dir, others=False)
+    if problems:
+        raise ArchiveError(str(run_dir), [f"refusing to {action}: {p}" for p in problems])
+
+
+def _umask() -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _chmod(path: Path, change: Callable[[int], int]) -> None:
+    """chmod without following a symlink: through a descriptor opened O_NOFOLLOW."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.fchmod(fd, change(stat.S_IMODE(os.fstat(fd).st_mode)))
+    finally:
+        os.close(fd)
 
 
 # -- secrets and paths ----------------------------------------------------------------------------
@@ -78,22 +166,30 @@ def scrub(text: str, secrets: Iterable[str], roots: list[tuple[str, str]]) -> tu
     return text, masked
 
 
-def scan_bytes(data: bytes, secrets: Iterable[str]) -> list[str]:
-    """What secret-looking content a file holds: known values first, then known shapes."""
-    found = [f"a secret from the store ({value[:3]}…)" for value in secrets
-             if value and len(value) >= 6 and value.encode() in data]
+def scan_bytes(data: bytes, secrets: Iterable[str] | Mapping[str, str]) -> list[str]:
+    """What secret-looking content a file holds: known values first, then known shapes. `secrets`:
+    values, or store entry names mapped to their values (the finding then names the entry). A
+    finding never holds any part of the secret."""
+    named = secrets.items() if isinstance(secrets, Mapping) else [(None, value) for value in secrets]
+    found = [f"the secret '{name}' from the store" if name else "a secret from the store"
+             for name, value in named if value and len(value) >= 6 and value.encode() in data]
     found += [what for what, shape in SECRET_SHAPES.items() if shape.search(data)]
     return found
 
 
-def store_secrets(store: SecretStore, prefix: str) -> set[str]:
-    """Every value the store holds under a prefix (the site's `crlib-<site>-`)."""
-    values = set()
+def named_store_secrets(store: SecretStore, prefix: str) -> dict[str, str]:
+    """Every entry the store holds under a prefix (the site's `crlib-<site>-`): name -> value."""
+    named = {}
     for name in store.names(prefix):
         value = store.get(name)
         if value:
-            values.add(value)
-    return values
+            named[name] = value
+    return named
+
+
+def store_secrets(store: SecretStore, prefix: str) -> set[str]:
+    """Every value the store holds under a prefix (the site's `crlib-<site>-`)."""
+    return set(named_store_secrets(store, prefix).values())
 
 
 # -- notebooks ------------------------------------------------------------------------------------
@@ -136,32 +232,45 @@ def _mark_failure(notebook: dict, failure: str) -> None:
 
 # -- sealing and verifying ------------------------------------------------------------------------
 def seal(run_dir: Path) -> None:
-    """Write SHA256SUMS over every file, then make the archive read-only."""
+    """Write SHA256SUMS over every file, then clear every write bit: no permission is added, and
+    none the umask removes is kept. Refuses a folder that holds a symlink."""
+    run_dir = Path(run_dir)
+    _refuse_symlinks(run_dir, "seal")
     sums = run_dir / SUMS
     if sums.exists():
-        sums.chmod(0o644)
-    lines = [f"{sha256_file(p)}  {p.relative_to(run_dir).as_posix()}\n" for p in archived_files(run_dir)]
-    sums.write_text("".join(lines))
-    for path in sorted(run_dir.rglob("*"), reverse=True):
-        path.chmod(0o555 if path.is_dir() else 0o444)
-    run_dir.chmod(0o555)
+        _chmod(sums, lambda mode: mode | stat.S_IWUSR)
+    lines = [f"{sha256_file(p, follow_symlinks=False)}  {p.relative_to(run_dir).as_posix()}\n"
+             for p in archived_files(run_dir)]
+    write_private(sums, "".join(lines))
+    keep = ~(0o222 | _umask())
+    for path, _ in sorted(_walk(run_dir), key=lambda entry: str(entry[0]), reverse=True):
+        _chmod(path, lambda mode: mode & keep)
+    _chmod(run_dir, lambda mode: mode & keep)
 
 
 def unseal(run_dir: Path) -> None:
-    """Make a sealed archive writable again, for `crlib run --resume`."""
-    run_dir.chmod(0o755)
-    for path in run_dir.rglob("*"):
-        path.chmod(path.stat().st_mode | stat.S_IWUSR)
-
-
-def verify(run_dir: Path | str, *, secrets: Iterable[str] = ()) -> list[str]:
-    """Every problem with an archive: missing, altered or extra files, and secrets. Empty when sound."""
+    """Make a sealed archive writable again by its owner, for `crlib run --resume`. Refuses a
+    folder that holds a symlink."""
     run_dir = Path(run_dir)
+    _refuse_symlinks(run_dir, "unseal")
+    _chmod(run_dir, lambda mode: mode | stat.S_IWUSR)
+    for path, _ in _walk(run_dir):
+        _chmod(path, lambda mode: mode | stat.S_IWUSR)
+
+
+def verify(run_dir: Path | str, *, secrets: Iterable[str] | Mapping[str, str] = ()) -> list[str]:
+    """Every problem with an archive: symlinks, missing, altered or extra files, and secrets. Empty
+    when sound. No symlink is followed; no problem holds any part of a secret. `secrets`: values,
+    or store entry names mapped to values (a finding then names the entry)."""
+    run_dir = Path(run_dir)
+    links = tree_problems(run_dir, others=False)
+    if links:
+        return links
     sums = run_dir / SUMS
     if not sums.is_file():
         return [f"{SUMS} is missing"]
     problems, listed = [], set()
-    for number, line in enumerate(sums.read_text().splitlines(), 1):
+    for number, line in enumerate(read_private(sums).decode(errors="replace").splitlines(), 1):
         match = re.match(r"^([0-9a-f]{64})  (.+)$", line)
         if not match or ".." in Path(match.group(2)).parts or match.group(2).startswith("/"):
             problems.append(f"{SUMS} line {number} is not '<sha256>  <relative path>'")
@@ -171,20 +280,20 @@ def verify(run_dir: Path | str, *, secrets: Iterable[str] = ()) -> list[str]:
         path = run_dir / relative
         if not path.is_file():
             problems.append(f"{relative} is listed but missing")
-        elif sha256_file(path) != digest:
+        elif sha256_file(path, follow_symlinks=False) != digest:
             problems.append(f"{relative} was altered (sha256 differs)")
     for path in archived_files(run_dir):
         relative = path.relative_to(run_dir).as_posix()
         if relative not in listed:
             problems.append(f"{relative} is not listed in {SUMS}")
-    secrets = list(secrets)
+    secrets = secrets if isinstance(secrets, Mapping) else list(secrets)
     for path in [*archived_files(run_dir), sums]:
-        for found in scan_bytes(path.read_bytes(), secrets):
+        for found in scan_bytes(read_private(path), secrets):
             problems.append(f"{path.relative_to(run_dir).as_posix()} holds {found}")
     return problems
 
 
-def verify_or_raise(run_dir: Path | str, *, secrets: Iterable[str] = ()) -> None:
+def verify_or_raise(run_dir: Path | str, *, secrets: Iterable[str] | Mapping[str, str] = ()) -> None:
     problems = verify(run_dir, secrets=secrets)
     if problems:
         raise ArchiveError(str(run_dir), problems)
@@ -192,7 +301,7 @@ def verify_or_raise(run_dir: Path | str, *, secrets: Iterable[str] = ()) -> None
 
 # -- listing --------------------------------------------------------------------------------------
 def read_record(run_dir: Path) -> dict:
-    return json.loads((run_dir / RECORD).read_text())
+    return json.loads(read_private(Path(run_dir) / RECORD))
 
 
 def list_runs(runs_dir: Path | str) -> pd.DataFrame:
@@ -201,9 +310,10 @@ def list_runs(runs_dir: Path | str) -> pd.DataFrame:
 
     rows = []
     for run_dir in sorted(Path(runs_dir).glob("*/"), reverse=True):
-        if not (run_dir / RECORD).is_file():
+        try:
+            record = read_record(run_dir)
+        except (OSError, ValueError):  # no record, a symlinked one, or not JSON: not a run
             continue
-        record = read_record(run_dir)
         failed = record.get("failed") or {}
         rows.append({"run": run_dir.name, "site": record.get("site"), "target": record.get("target", {}).get("kind"),
                      "started": record.get("started"), "status": record.get("status"),

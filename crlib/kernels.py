@@ -2,8 +2,12 @@
 
 A notebook's kernel spends more time starting and importing (ipykernel, then crlib's page API, the
 Azure SDKs and pandas: about a second each on a small machine) than most notebooks spend on their
-steps. While notebook N runs, `KernelAhead` starts the kernel for notebook N+1 in the run folder and
-asks it to import those modules, so the next notebook starts on a warm kernel.
+steps. While notebook N runs, `KernelAhead` starts the kernel for notebook N+1 and asks it to import
+those modules, so the next notebook starts on a warm kernel.
+
+Kernels start in the working directory `crlib run` gives (a fresh private temporary folder, never the
+run folder, whose contents must not influence what runs), with `PYTHONSAFEPATH=1` (neither Python nor
+IPython puts the working directory on `sys.path`) and a umask of 077 (what they write is private).
 
 Each notebook still gets a kernel process of its own, started fresh for it. The warm-up runs
 `silent` (no execution count, no history, no output) and binds no name in the kernel's namespace
@@ -18,6 +22,8 @@ a pool or a pre-started kernel of its own.
 from __future__ import annotations
 
 import contextlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +34,22 @@ WARM_UP = "__import__('crlib.kernels').kernels.warm_up({steps!r})"
 _HUB_STEPS = {"hub", "device", "provision", "manifest", "deploy", "rotate", "teardown"}
 _MANIFEST_STEPS = {"manifest", "deploy", "rotate"}
 _READY_TIMEOUT = 60.0
+
+
+def kernel_env() -> dict[str, str]:
+    """The environment a kernel starts with: this process's, with `PYTHONSAFEPATH=1`."""
+    return {**os.environ, "PYTHONSAFEPATH": "1"}
+
+
+@contextlib.contextmanager
+def private_umask() -> Iterator[None]:
+    """A umask of (at least) 077 while a kernel process is started: the kernel inherits it."""
+    previous = os.umask(0o077)
+    os.umask(previous | 0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)
 
 
 def warm_up(steps: tuple[str, ...] = ()) -> None:
@@ -63,7 +85,8 @@ class KernelAhead:
         from jupyter_core.utils import run_sync
 
         manager = AsyncKernelManager(kernel_name=KERNEL_NAME)
-        run_sync(manager.start_kernel)(cwd=str(self._cwd))
+        with private_umask():
+            run_sync(manager.start_kernel)(cwd=str(self._cwd), env=kernel_env())
         client = manager.blocking_client()
         client.start_channels()
         client.execute(WARM_UP.format(steps=tuple(steps)), silent=True, store_history=False)

@@ -102,8 +102,9 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def archive_secrets(run_dir: Path) -> tuple[set[str], str]:
-    """The secrets of the run's site, from its secret store, and where they came from."""
+def archive_secrets(run_dir: Path) -> tuple[dict[str, str], str]:
+    """The secrets of the run's site, from its secret store (entry name -> value), and where they
+    came from."""
     from .params import load_file
 
     site = load_file(run_dir / "parameters.yaml")
@@ -114,20 +115,26 @@ def archive_secrets(run_dir: Path) -> tuple[set[str], str]:
 
         store = (LocalSecretStore(site.secrets.local_dir) if site.secrets.store == "local"
                  else secret_store_for(site, profile_for(site)))
-        return archive.store_secrets(store, f"crlib-{site.site}-"), f"{site.secrets.store} secret store"
+        return archive.named_store_secrets(store, f"crlib-{site.site}-"), f"{site.secrets.store} secret store"
     except Exception as exc:  # an unreachable store still leaves the hash and shape checks
-        return set(), f"secret shapes only ({site.secrets.store} store unreachable: {type(exc).__name__})"
+        return {}, f"secret shapes only ({site.secrets.store} store unreachable: {type(exc).__name__})"
 
 
 def _verify(args: argparse.Namespace) -> int:
-    secrets, source = archive_secrets(args.run_dir)
-    problems = archive.verify(args.run_dir, secrets=secrets)
-    files = len(archive.archived_files(args.run_dir))
+    """Findings name the file and the store entry or the shape found; no part of a secret is printed."""
+    # A symlink is reported before anything in the folder (its parameter file included) is read.
+    problems = archive.tree_problems(args.run_dir, others=False)
+    secrets: dict[str, str] = {}
+    source = "secret store (not read)"
+    if not problems:
+        secrets, source = archive_secrets(args.run_dir)
+        problems = archive.verify(args.run_dir, secrets=secrets)
     if problems:
         print(f"{args.run_dir}: NOT verified ({len(problems)} problems)", file=sys.stderr)
         for problem in problems:
             print(f"  - {problem}", file=sys.stderr)
         return 1
+    files = len(archive.archived_files(args.run_dir))
     print(f"{args.run_dir}: verified: {files} files match SHA256SUMS; no secret found "
           f"({len(secrets)} known secrets from the {source}, plus secret shapes)")
     return 0

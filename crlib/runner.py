@@ -1,13 +1,21 @@
 """`crlib run`: the runbook's notebooks, executed headless by papermill, archived as a change record.
 
-Each notebook runs in the run folder (so the parameter file it reads is the archived copy, by a
-relative path), writes its step events to a JSON-lines file, and is then sanitised into
-`notebooks/`. The record (`run.json`) is written after every notebook, so a killed run leaves what
-it did; its final status comes from what the runner saw (papermill's exception, a cell timeout,
-a dead kernel) and the step events, never from papermill's metadata, which calls a timed-out
-notebook "completed". A run that fails outside any notebook (the notebooks missing, the target out
-of reach, an error in the runner itself, Ctrl-C) is recorded as failed with the reason, never left
-"running". `--resume RUN_DIR` continues from the first notebook that did not complete.
+Each notebook reads the run folder's archived copy of the parameter file (by its absolute path),
+writes its step events to a JSON-lines file in the folder, and is then sanitised into `notebooks/`.
+Its kernel never runs in the run folder: it starts in a fresh private temporary folder with
+`PYTHONSAFEPATH=1`, so nothing in the run folder can be imported or run by it; the files a notebook
+leaves in its working directory (the on-device check script) are then moved into the run folder.
+Everything the run writes is 0600 (folders 0700) and never written through a symlink.
+
+The record (`run.json`) is written after every notebook, so a killed run leaves what it did; its
+final status comes from what the runner saw (papermill's exception, a cell timeout, a dead kernel)
+and the step events, never from papermill's metadata, which calls a timed-out notebook "completed".
+A run that fails outside any notebook (the notebooks missing, the target out of reach, an error in
+the runner itself, Ctrl-C) is recorded as failed with the reason, never left "running".
+
+`--resume RUN_DIR` continues from the first notebook that did not complete, and only after checking
+the folder: no symlink anywhere in it, nothing in it another user owns or can write, and every hash
+in SHA256SUMS matching (`archive.verify`); a run that was never sealed cannot be resumed.
 """
 
 from __future__ import annotations
@@ -15,8 +23,10 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import json
+import os
 import secrets as random
 import shutil
+import tempfile
 import time
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
@@ -24,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, archive, bundled, runbook
-from .errors import CrlibError, ParameterError
+from .errors import ArchiveError, CrlibError, ParameterError
 from .fast_imports import without_format_grammars
 from .kernels import KERNEL_NAME, KernelAhead
 from .params import load_file
@@ -54,7 +64,7 @@ class Outcome:
 def _read_events(path: Path) -> list[dict]:
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [json.loads(line) for line in archive.read_private(path).decode().splitlines() if line.strip()]
 
 
 def _failing_step(events: list[dict], phase: runbook.Phase, cell: str | None) -> str:
@@ -81,9 +91,10 @@ def _check_parameters(source: Path, phase: runbook.Phase, parameters: dict) -> N
 
 
 def execute(phase: runbook.Phase, run_dir: Path, parameters: dict, *, notebooks_dir: Path,
-            cell_timeout: float | None, kernel: Any = None) -> Outcome:
+            cell_timeout: float | None, kernel: Any = None, workdir: Path | None = None) -> Outcome:
     """Run one notebook with papermill into the run folder's partial area; say how it ended.
-    `kernel`: a started kernel manager to run it on (crlib.kernels), shut down afterwards."""
+    `kernel`: a started kernel manager to run it on (crlib.kernels), shut down afterwards; else one
+    is started in `workdir` (a private folder outside the run folder, never the run folder)."""
     with without_format_grammars():
         import papermill
         from nbclient.exceptions import CellTimeoutError, DeadKernelError
@@ -91,19 +102,27 @@ def execute(phase: runbook.Phase, run_dir: Path, parameters: dict, *, notebooks_
 
     source = notebooks_dir / f"{phase.notebook}.ipynb"
     partial = run_dir / PARTIAL
-    partial.mkdir(exist_ok=True)
+    partial.mkdir(mode=0o700, exist_ok=True)
     events_path = partial / f"{phase.notebook}.jsonl"
     events_path.unlink(missing_ok=True)
-    values = parameters | {"results_path": f"{PARTIAL}/{events_path.name}"}
+    output = partial / f"{phase.notebook}.ipynb"
+    output.unlink(missing_ok=True)
+    for private in (events_path, output):  # 0600 from the start: papermill and the kernel keep the mode
+        archive.write_private(private, b"")
+    values = parameters | {"results_path": str(events_path.absolute())}
     _check_parameters(source, phase, values)
     outcome = Outcome("completed")
+    own_workdir = workdir is None
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="crlib-kernel-"))
     try:
+        if kernel is None:
+            kernel = KernelAhead(workdir).take(phase.steps)
         # Saved after every cell: a timed-out or killed notebook's record then shows the cell that
         # was running (the archive marks it failed and the rest "not run").
-        papermill.execute_notebook(str(source), str(partial / f"{phase.notebook}.ipynb"), parameters=values,
-                                   cwd=str(run_dir), kernel_name=KERNEL_NAME, progress_bar=False, log_output=False,
+        papermill.execute_notebook(str(source), str(output), parameters=values,
+                                   cwd=str(workdir), kernel_name=KERNEL_NAME, progress_bar=False, log_output=False,
                                    execution_timeout=cell_timeout, request_save_on_cell_execute=True,
-                                   **({"km": kernel} if kernel is not None else {}))
+                                   km=kernel)
     except PapermillExecutionError as exc:
         first_line = next((line for line in (exc.source or "").splitlines() if line.strip()), None)
         outcome = Outcome("failed", "error", f"{exc.ename}: {exc.evalue}", cell=first_line)
@@ -116,11 +135,31 @@ def execute(phase: runbook.Phase, run_dir: Path, parameters: dict, *, notebooks_
     finally:
         if kernel is not None:
             KernelAhead.stop(kernel)
+        if own_workdir:
+            collect_workdir(workdir, run_dir)
+            shutil.rmtree(workdir, ignore_errors=True)
     outcome.events = _read_events(events_path)
     if outcome.status == "failed":
         outcome.step = _failing_step(outcome.events, phase, outcome.cell)
         outcome.error = MASKER.redact(outcome.error or "")
     return outcome
+
+
+# Names a file a notebook leaves in its working directory may not take in the run folder.
+_RESERVED = {archive.RECORD, archive.SUMS, EVENTS, "parameters.yaml", "notebooks", PARTIAL}
+
+
+def collect_workdir(workdir: Path, run_dir: Path) -> None:
+    """Move the regular files a notebook left in its kernel's working directory (the on-device check
+    script) into the run folder, which archives them; symlinks, folders and the archive's own
+    names stay behind (and go with the working directory)."""
+    with os.scandir(workdir) as entries:
+        for entry in entries:
+            if entry.name in _RESERVED or not entry.is_file(follow_symlinks=False):
+                continue
+            path = Path(entry.path)
+            archive.write_private(run_dir / entry.name, archive.read_private(path))
+            path.unlink()
 
 
 class Run:
@@ -129,6 +168,7 @@ class Run:
     def __init__(self, run_dir: Path, record: dict):
         self.dir = run_dir
         self.record = record
+        self._workdir: Path | None = None  # the kernels' working directory while the run goes on
 
     # -- creating and resuming --------------------------------------------------------------------
     @classmethod
@@ -137,8 +177,10 @@ class Run:
         started = time.time()
         stamp = dt.datetime.fromtimestamp(started, dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         run_dir = runs_dir / f"{stamp}-{site.site}-{random.token_hex(3)}"
-        (run_dir / "notebooks").mkdir(parents=True)
-        shutil.copyfile(params_path, run_dir / "parameters.yaml")
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        run_dir.mkdir(mode=0o700)
+        (run_dir / "notebooks").mkdir(mode=0o700)
+        archive.write_private(run_dir / "parameters.yaml", Path(params_path).read_bytes())
         record = {"run": run_dir.name, "site": site.site, "crlib_version": __version__, "status": "running",
                   "plan_only": plan, "started": _utc(started), "finished": None, "duration_s": None,
                   "operator": {"local_user": getpass.getuser()}, "tenant": None, "subscription": None,
@@ -151,14 +193,22 @@ class Run:
 
     @classmethod
     def resume(cls, run_dir: Path, params_path: Path | None = None) -> Run:
+        """The run in `run_dir`, to continue; refused (ArchiveError, before anything is run or
+        written) unless the folder holds no symlink, nothing another user owns or can write, and
+        every hash in its SHA256SUMS matches."""
+        run_dir = Path(run_dir)
+        problems = archive.tree_problems(run_dir) or archive.verify(run_dir)
+        if problems:
+            raise ArchiveError(str(run_dir), ["refusing to resume: " + problems[0], *problems[1:]])
         record = archive.read_record(run_dir)
         if record["status"] == "succeeded":
             raise CrlibError(f"{run_dir.name} already succeeded; nothing to resume")
+        if params_path is not None:
+            load_file(params_path)
         archive.unseal(run_dir)
         (run_dir / archive.SUMS).unlink(missing_ok=True)
         if params_path is not None:
-            load_file(params_path)
-            shutil.copyfile(params_path, run_dir / "parameters.yaml")
+            archive.write_private(run_dir / "parameters.yaml", Path(params_path).read_bytes())
         run = cls(run_dir, record)
         run._describe_parameters()
         return run
@@ -205,9 +255,11 @@ class Run:
             self.describe_target()
             seen = self.seen = self.known_secrets()
             self._save()
-            parameters = {"params_file": "parameters.yaml", "interactive": False,
+            parameters = {"params_file": str((self.dir / "parameters.yaml").absolute()), "interactive": False,
                           "confirm": not self.record["plan_only"], "plan_only": self.record["plan_only"]}
-            kernels = self._kernels = KernelAhead(self.dir)
+            # The kernels' working directory: private, fresh, outside the run folder.
+            self._workdir = Path(tempfile.mkdtemp(prefix="crlib-kernels-"))
+            kernels = self._kernels = KernelAhead(self._workdir)
             with tqdm(pending, desc="crlib run", unit="notebook", disable=not progress) as bar:
                 for index, phase in enumerate(bar):
                     current = phase
@@ -220,7 +272,8 @@ class Run:
                     if index + 1 < len(pending):
                         kernels.start_next(pending[index + 1].steps)  # starts and warms up while this one runs
                     outcome = execute(phase, self.dir, parameters, notebooks_dir=notebooks_dir,
-                                      cell_timeout=cell_timeout, kernel=kernel)
+                                      cell_timeout=cell_timeout, kernel=kernel, workdir=self._workdir)
+                    collect_workdir(self._workdir, self.dir)
                     seen |= self.known_secrets()
                     self._archive_notebook(phase, outcome, seen, source, attempt=len(self.record["attempts"]))
                     entry.update(status=outcome.status, duration_s=round(time.monotonic() - began, 2))
@@ -249,6 +302,11 @@ class Run:
         kernels = getattr(self, "_kernels", None)
         if kernels is not None:
             kernels.finish()
+        workdir = self._workdir
+        if workdir is not None:
+            self._workdir = None
+            collect_workdir(workdir, self.dir)
+            shutil.rmtree(workdir, ignore_errors=True)
 
     def _failed_outside_notebooks(self, exc: BaseException, phase: runbook.Phase | None) -> None:
         """Record a failure the notebooks did not report: before the first one ran (the notebooks
@@ -271,18 +329,19 @@ class Run:
                           attempt: int) -> None:
         """The executed notebook, sanitised; the unexecuted source when papermill saved nothing."""
         partial = self.dir / PARTIAL / f"{phase.notebook}.ipynb"
-        notebook = json.loads((partial if partial.is_file() else source).read_text())
+        notebook = json.loads(archive.read_private(partial) if partial.is_file() else source.read_bytes())
         roots = self._roots()
         clean, masked = archive.sanitise_notebook(notebook, name=phase.notebook, failure=outcome.failure,
                                                   secrets=secrets, roots=roots)
         self.record["secrets_masked"] += masked
-        (self.dir / "notebooks" / f"{phase.notebook}.ipynb").write_text(json.dumps(clean, indent=1,
-                                                                                   ensure_ascii=False) + "\n")
-        with (self.dir / EVENTS).open("a") as fh:
-            for event in outcome.events:
-                text, masked = archive.scrub(json.dumps(event | {"attempt": attempt}), secrets, roots)
-                self.record["secrets_masked"] += masked
-                fh.write(text + "\n")
+        archive.write_private(self.dir / "notebooks" / f"{phase.notebook}.ipynb",
+                              json.dumps(clean, indent=1, ensure_ascii=False) + "\n")
+        lines = []
+        for event in outcome.events:
+            text, masked = archive.scrub(json.dumps(event | {"attempt": attempt}), secrets, roots)
+            self.record["secrets_masked"] += masked
+            lines.append(text + "\n")
+        archive.write_private(self.dir / EVENTS, "".join(lines), append=True)
         steps = {s["step"]: s for s in self.record["steps"]}
         for event in outcome.events:
             if event["event"] in ("result", "plan"):
@@ -297,13 +356,14 @@ class Run:
         shutil.rmtree(self.dir / PARTIAL, ignore_errors=True)
 
     def _roots(self) -> list[tuple[str, str]]:
-        return archive.local_roots({"<run>": self.dir, "<repo>": bundled.checkout(),
+        return archive.local_roots({"<run>": self.dir, "<kernel-cwd>": self._workdir,
+                                    "<repo>": bundled.checkout(),
                                     "<secrets>": self.site.secrets.local_dir,
                                     "<sandbox>": self.site.target.sandbox_state_dir})
 
     def _save(self, secrets: AbstractSet[str] = frozenset()) -> None:
         text, _ = archive.scrub(json.dumps(self.record, indent=2), secrets, self._roots())
-        (self.dir / archive.RECORD).write_text(text + "\n")
+        archive.write_private(self.dir / archive.RECORD, text + "\n")
 
     def _finish(self, secrets: set[str]) -> None:
         finished = time.time()

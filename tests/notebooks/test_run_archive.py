@@ -133,7 +133,7 @@ def test_archived_notebooks_carry_no_local_paths_and_masked_papermill_metadata(l
             meta = json.loads(text)["metadata"]
             assert "widgets" not in meta
             assert meta["papermill"]["input_path"] == f"notebooks/{path.name}"
-            assert meta["papermill"]["parameters"]["params_file"] == "parameters.yaml"
+            assert meta["papermill"]["parameters"]["params_file"] == "<run>/parameters.yaml"
 
 
 def test_flipping_one_byte_of_any_archived_file_is_caught(lifecycle, tmp_path):
