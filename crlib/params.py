@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +31,62 @@ REPOSITORY = re.compile(rf"^{_REPO_COMPONENT}(?:/{_REPO_COMPONENT})*$")
 IMAGE = re.compile(rf"^{_REPO_COMPONENT}(?:/{_REPO_COMPONENT})*:[\w][\w.-]{{0,127}}$")
 SECRET_LOOKING = re.compile(r"(SharedAccessKey=|SyncTokenPassword=|AccountKey=|password\s*[:=]|-----BEGIN)", re.I)
 SCOPE_ACTIONS = ("content/read", "content/write", "content/delete", "metadata/read", "metadata/write")
+
+# --- Azure names (issue 15): each is checked before any client exists, against Azure's rules ---
+# Sources: Microsoft Learn "Naming rules and restrictions for Azure resources"
+# (azure-resource-manager/management/resource-name-rules, "rules" below); the ARM REST specs
+# (azure-rest-api-specs, Microsoft.ContainerRegistry path parameters, "spec"); the IoT Hub docs.
+# crlib is stricter than Azure only where it says why.
+
+# rules, resource groups; the ARM common types (resourceGroupName ^[-\w\._\(\)]+$, 1-90); the .NET
+# SDK: "alphanumeric characters (Char.IsLetterOrDigit()) and '-', '_', '(', ')' and '.'. Note that
+# the name cannot end with '.'". So '.' and '..' are refused: in a URL path they would end the path.
+_RESOURCE_GROUP = re.compile(r"^[-\w.()]{1,90}$")
+# rules, Microsoft.Devices IotHubs: 3-50 alphanumerics and hyphens; can't end with a hyphen. The
+# IoT Hub ARM spec (iothub.json 2023-06-30, Resource.name) adds: not starting with one, not all digits.
+_IOT_HUB = re.compile(r"^(?![0-9]+$)(?!-)[A-Za-z0-9-]{2,49}[A-Za-z0-9]$")
+# IoT Hub docs (iot-hub-devguide-identity-registry, "Device identity properties", deviceId): a
+# case-sensitive string of up to 128 ASCII 7-bit alphanumerics and - : . + % _ # * ? ! ( ) , = @ ; $ '.
+# crlib refuses ';' (it ends a connection string's DeviceId=) and the ids '.' and '..' (they are
+# path segments in /devices/{id}, and would address something else).
+_DEVICE_ID = re.compile(r"^[A-Za-z0-9\-:.+%_#*?!(),=@$']{1,128}$")
+# rules and spec (containerregistry.json 2025-11-01, registryName ^[a-zA-Z0-9]*$, 5-50): 5-50 alphanumerics.
+_REGISTRY = re.compile(r"^[A-Za-z0-9]{5,50}$")
+# spec, connectedRegistryName: ^[a-zA-Z0-9]*$, 5-50; crlib keeps its earlier, stricter rule, 5-40
+# starting with a letter, as the sandbox and the CLI want it (the name is lowercased into the sync
+# scope map's gateway/<name>/ actions, and <name>-pull must stay within a token name's 50).
+_CONNECTED_REGISTRY = re.compile(r"^[A-Za-z][A-Za-z0-9]{4,39}$")
+# spec, registries/tokens/{tokenName}: ^[a-zA-Z0-9-]*$, 5-50. A token's name is also part of the
+# secret name crlib keeps its password under (crlib-<site>-client-token-<name>), which Key Vault
+# limits to alphanumerics and hyphens (rules, Microsoft.KeyVault vaults/secrets: 1-127).
+_TOKEN = re.compile(r"^[A-Za-z0-9-]{5,50}$")
+# spec, registries/scopeMaps/{scopeMapName}: ^[a-zA-Z0-9-_]*$, 5-50.
+_SCOPE_MAP = re.compile(r"^[A-Za-z0-9_-]{5,50}$")
+# rules, Microsoft.KeyVault vaults: 3-24 alphanumerics and hyphens, starting with a letter, ending
+# with a letter or digit, no consecutive hyphens (lowercase here: it is the host of vault_url).
+_KEY_VAULT = re.compile(r"^(?!.*--)[a-z][a-z0-9-]{1,22}[a-z0-9]$")
+# A subscription id is a GUID (8-4-4-4-12 hex digits).
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def _resource_group_name(value: str) -> str:
+    if not _RESOURCE_GROUP.match(value) or value.endswith("."):
+        raise ValueError(f"'{value}' is not a resource group name (1-90 letters, digits, '-', '_', '.', '(' "
+                         "and ')', not ending in '.')")
+    return value
+
+
+def _device_id(value: str) -> str:
+    if not _DEVICE_ID.match(value) or value in (".", ".."):
+        raise ValueError(f"'{value}' is not an IoT Hub device id (1-128 ASCII letters, digits and "
+                         "- : . + % _ # * ? ! ( ) , = @ $ '; not '.' or '..')")
+    return value
+
+
+def _connected_registry_name(value: str) -> str:
+    if not _CONNECTED_REGISTRY.match(value):
+        raise ValueError(f"'{value}' must be 5-40 letters and digits, starting with a letter")
+    return value
 
 
 def _strict_bool(value: object) -> object:
@@ -76,12 +133,20 @@ class Target(_Model):
 
 
 class Hub(_Model):
-    name: str = Field(pattern=r"^[A-Za-z0-9-]{3,50}$")
+    name: str
     sku: Literal["F1", "B1", "B2", "B3", "S1", "S2", "S3"] = "S1"
     capacity: int = Field(1, ge=1, le=200)
     reuse: Bool = Field(False, description="true: the hub must exist already; false: create it when missing")
     disable_local_auth: Bool = Field(False, description="true: the hub refuses its shared access policies; crlib "
                                                         "reaches it with Entra ID (IoT Hub Data Contributor)")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _IOT_HUB.match(value):
+            raise ValueError(f"'{value}' is not an IoT hub name (3-50 letters, digits and '-', not starting or "
+                             "ending with '-', not only digits)")
+        return value
 
 
 # IoT Edge runtime (aziot-edge) -> the edgeAgent/edgeHub/diagnostics versions Microsoft supports
@@ -110,7 +175,7 @@ class Device(_Model):
     crlib never reads them.
     """
 
-    id: str = Field(pattern=r"^[A-Za-z0-9\-:.+%_#*?!(),=@$']{1,128}$")
+    id: str
     host_os: Literal["ubuntu22.04", "ubuntu24.04"] = "ubuntu22.04"
     iotedge_version: Literal["1.5"] = Field("1.5", description="the IoT Edge runtime the host provisioning script "
                                                                "installs")
@@ -132,6 +197,11 @@ class Device(_Model):
     trust_bundle_cert: str | None = Field(None, description="absolute path ON THE DEVICE of the root CA certificate "
                                                             "(PEM) that signed the parent's edge CA; config.toml "
                                                             "trust_bundle_cert (required on a child device)")
+
+    @field_validator("id", "parent_device")
+    @classmethod
+    def _ids(cls, value: str | None) -> str | None:
+        return None if value is None else _device_id(value)
 
     @field_validator("address", "parent_address")
     @classmethod
@@ -194,8 +264,15 @@ class Device(_Model):
 
 
 class Registry(_Model):
-    name: str = Field(pattern=r"^[A-Za-z0-9]{5,50}$")
+    name: str
     sku: str = "Premium"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _REGISTRY.match(value):
+            raise ValueError(f"'{value}' is not a container registry name (5-50 letters and digits)")
+        return value
 
     @field_validator("sku")
     @classmethod
@@ -262,12 +339,10 @@ class ConnectedRegistry(_Model):
                                             "pull their modules from $upstream; default: true for a nested child "
                                             "(its ancestors get them), false otherwise")
 
-    @field_validator("name")
+    @field_validator("name", "parent")
     @classmethod
-    def _name(cls, value: str) -> str:
-        if not re.match(r"^[A-Za-z][A-Za-z0-9]{4,39}$", value):
-            raise ValueError(f"'{value}' must be 5-40 letters and digits, starting with a letter")
-        return value
+    def _name(cls, value: str | None) -> str | None:
+        return None if value is None else _connected_registry_name(value)
 
     @field_validator("repositories")
     @classmethod
@@ -318,9 +393,23 @@ class ConnectedRegistry(_Model):
 
 
 class ClientToken(_Model):
-    name: str = Field(pattern=r"^[A-Za-z0-9-]{5,50}$")
+    name: str
     scope_map: str
     expiry_days: int | None = Field(None, ge=1, le=3650)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _TOKEN.match(value):
+            raise ValueError(f"'{value}' is not a registry token name (5-50 letters, digits and '-')")
+        return value
+
+    @field_validator("scope_map")
+    @classmethod
+    def _scope_map(cls, value: str) -> str:
+        if not _SCOPE_MAP.match(value):
+            raise ValueError(f"'{value}' is not a scope map name (5-50 letters, digits, '-' and '_')")
+        return value
 
 
 class ClientAccess(_Model):
@@ -332,8 +421,8 @@ class ClientAccess(_Model):
     @classmethod
     def _scope_maps(cls, value: dict[str, dict[str, list[str]]]) -> dict[str, dict[str, list[str]]]:
         for name, repos in value.items():
-            if not re.match(r"^[A-Za-z0-9-]{5,50}$", name):
-                raise ValueError(f"scope map name '{name}' must be 5-50 letters, digits or '-'")
+            if not _SCOPE_MAP.match(name):
+                raise ValueError(f"scope map name '{name}' must be 5-50 letters, digits, '-' or '_'")
             for repo, actions in repos.items():
                 if not REPOSITORY.match(repo.removesuffix("/*")) and repo != "*":
                     raise ValueError(f"'{repo}' in scope map '{name}' is not a repository name")
@@ -366,11 +455,63 @@ class Checks(_Model):
         return value
 
 
+# The package's directory, and the checkout holding it when crlib runs from one (its runs/ too).
+_PACKAGE_DIR = Path(__file__).resolve().parent
+_VAULT_URL = re.compile(r"^https://(?P<name>[^./]+)\.vault\.(azure\.net|azure\.cn|usgovcloudapi\.net)/?$")
+
+
+def _places_a_store_cannot_be() -> list[tuple[str, Path]]:
+    """The folders a secret store must stay out of, the narrowest first."""
+    checkout = _PACKAGE_DIR.parent
+    in_checkout = (checkout / ".git").exists() or (checkout / "pyproject.toml").is_file()
+    # `crlib run --runs-dir` defaults to runs/ under the working directory.
+    places = [("a runs folder", Path.cwd() / "runs")]
+    if in_checkout:
+        places.append(("a runs folder", checkout / "runs"))
+    places.append(("crlib's package", _PACKAGE_DIR))
+    if in_checkout:
+        places.append(("the repository", checkout))
+    return [(what, Path(os.path.realpath(where))) for what, where in places]
+
+
 class Secrets(_Model):
     store: Literal["local", "keyvault"] = "local"
-    local_dir: str = "~/.local/state/crlib/secrets"
-    vault_url: str | None = Field(None, pattern=r"^https://[a-z0-9-]+\.vault\.(azure\.net|azure\.cn|usgovcloudapi\.net)/?$")
+    local_dir: str = Field("~/.local/state/crlib/secrets", description="an absolute path (~ allowed) outside the "
+                           "repository and every runs folder, which are archived or shared")
+    vault_url: str | None = None
     # vault_url is required for keyvault on Azure (Site checks it); the sandbox supplies its own vault.
+
+    @field_validator("local_dir")
+    @classmethod
+    def _local_dir(cls, value: str) -> str:
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            raise ValueError(f"'{value}' is a relative path; give an absolute one (or ~/...) outside the repository "
+                             "and every runs folder (a relative one depends on where each kernel runs)")
+        real = Path(os.path.realpath(path))
+        for what, place in _places_a_store_cannot_be():
+            if real == place or place in real.parents:
+                raise ValueError(f"'{value}' is inside {what} ({place}); keep the secret store outside the "
+                                 "repository and every runs folder, e.g. ~/.local/state/crlib/secrets")
+        for folder in (real, *real.parents):
+            if (folder / "run.json").is_file():
+                raise ValueError(f"'{value}' is inside a run folder ({folder}), which is archived; keep the secret "
+                                 "store outside every runs folder, e.g. ~/.local/state/crlib/secrets")
+        return value
+
+    @field_validator("vault_url")
+    @classmethod
+    def _vault_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        match = _VAULT_URL.match(value)
+        if not match:
+            raise ValueError(f"'{value}' is not a Key Vault URL (https://<vault>.vault.azure.net, .vault.azure.cn "
+                             "or .vault.usgovcloudapi.net)")
+        if not _KEY_VAULT.match(match.group("name")):
+            raise ValueError(f"'{match.group('name')}' is not a Key Vault name (3-24 lowercase letters, digits and "
+                             "'-', starting with a letter, ending with a letter or digit, no '--')")
+        return value
 
 
 # --- The Arc host (issue 13): the cluster extension Microsoft.ContainerRegistry.ConnectedRegistry ---
@@ -510,10 +651,7 @@ class Arc(_Model):
     @field_validator("cluster_resource_group")
     @classmethod
     def _cluster_group(cls, value: str) -> str:
-        if not re.match(r"^[-\w._()]{1,90}$", value) or value.endswith("."):
-            raise ValueError(f"'{value}' is not a resource group name (1-90 letters, digits, '-', '_', '.', '(' "
-                             "and ')', not ending in '.')")
-        return value
+        return _resource_group_name(value)
 
     @field_validator("extension_name")
     @classmethod
@@ -595,9 +733,8 @@ class Host(_Model):
 class Site(_Model):
     site: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")
     target: Target = Target()
-    subscription_id: str | None = Field(None, pattern=r"^[0-9a-fA-F-]{36}$",
-                                        description="default: the sandbox's, or the credential's only one")
-    resource_group: str = Field(pattern=r"^[-\w._()]{1,90}$")
+    subscription_id: str | None = Field(None, description="default: the sandbox's, or the credential's only one")
+    resource_group: str
     location: str = Field("westus", pattern=r"^[a-z0-9]+$")
     hub: Hub
     device: Device
@@ -608,6 +745,18 @@ class Site(_Model):
     checks: Checks = Checks()
     secrets: Secrets = Secrets()
     host: Host = Host()
+
+    @field_validator("subscription_id")
+    @classmethod
+    def _subscription(cls, value: str | None) -> str | None:
+        if value is not None and not _GUID.match(value):
+            raise ValueError(f"'{value}' is not a subscription id (a GUID: 8-4-4-4-12 hexadecimal digits)")
+        return value
+
+    @field_validator("resource_group")
+    @classmethod
+    def _resource_group(cls, value: str) -> str:
+        return _resource_group_name(value)
 
     @model_validator(mode="before")
     @classmethod
@@ -707,9 +856,43 @@ def load(data: dict) -> Site:
         raise ParameterError(field, message) from None
 
 
+# Secret shapes a parameter file must never hold, in values or comments (issue 15). Each is
+# specific enough not to match a reference, a name or a path:
+SECRET_SHAPES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    # Azure SAS tokens: a service SAS's signature, and IoT Hub's "SharedAccessSignature sr=...".
+    ("a SAS token", re.compile(r"SharedAccessSignature\s+sr=", re.I)),
+    ("a SAS signature (sig=)", re.compile(r"(?<![A-Za-z0-9_])sig=[A-Za-z0-9%+/=_-]{16,}")),
+    # A JWT (RFC 7519 compact form): base64url header '{"...' (eyJ), payload, signature.
+    ("a JWT", re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")),
+    ("a SharedAccessKey", re.compile(r"SharedAccessKey\s*=\s*[^\s;'\"]", re.I)),
+    ("an AccountKey", re.compile(r"AccountKey\s*=\s*[^\s;'\"]", re.I)),
+    ("a SyncTokenPassword", re.compile(r"SyncTokenPassword\s*=\s*[^\s;'\"]", re.I)),
+    ("a PEM block", re.compile(r"-----BEGIN [A-Z0-9 ]+-----")),
+    # ACR's identifiable passwords (Microsoft security-utilities, AzureContainerRegistryIdentifiableKey,
+    # SEC101/176): 42 base64 characters, the signature "+ACR", one of A-D, 5 base64 characters.
+    ("an ACR password", re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{42}\+ACR[A-D][A-Za-z0-9+/]{5}(?![A-Za-z0-9+/])")),
+    # "password: <something>" that is not a secret reference (local:..., keyvault:...).
+    ("a password", re.compile(r"password\s*[:=]\s*['\"]?(?!(?:local|keyvault):)[^\s'\"#]{6,}", re.I)),
+)
+
+
+def refuse_secrets(text: str, source: str) -> None:
+    """Refuse a parameter file that holds anything secret-shaped, comments included, naming the line
+    and the kind of secret, never the value."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        for kind, shape in SECRET_SHAPES:
+            if shape.search(line):
+                raise ParameterError(f"{source}:{number}", f"{kind} looks like a secret; parameter files hold "
+                                                           "references only")
+
+
 def load_file(path: Path | str, overrides: dict | None = None) -> Site:
-    """A parameter file, with overrides given as dotted keys: {"connected_registry.mode": "ReadWrite"}."""
-    data = yaml.safe_load(Path(path).read_text()) or {}
+    """A parameter file, with overrides given as dotted keys: {"connected_registry.mode": "ReadWrite"}.
+
+    The raw text is checked for secrets first (comments too): a file holding one is refused."""
+    text = Path(path).read_text()
+    refuse_secrets(text, str(path))
+    data = yaml.safe_load(text) or {}
     for dotted, value in (overrides or {}).items():
         target = data
         *parents, last = dotted.split(".")

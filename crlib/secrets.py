@@ -2,7 +2,8 @@
 
 Parameters hold references (`local:<name>` or `keyvault:<name>`), never values. Two stores:
 a local directory (one file per secret, mode 0600, outside any archive) and Azure Key Vault.
-Every value read or written is registered with the masker, so logs and displays can redact it.
+Every value read or written is registered with the masker, so logs and displays can redact it; the
+masker also masks values by their key (SharedAccessKey=, SyncTokenPassword=, AccountKey=, sig=).
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ if TYPE_CHECKING:
 
 _NAME = re.compile(r"^[A-Za-z0-9-]{1,127}$")
 MASK = "********"
+# Secrets recognised by their shape, whether or not this process has seen the value: a key name
+# and the value after '=' (and an opening quote), up to ';', '&', whitespace, a quote or a backslash
+# (which would escape a quote in JSON). The key name is kept, the value masked.
+_KEYED_SECRET = re.compile(r"(?<![A-Za-z0-9_])(?P<key>(?:SharedAccessKey|SyncTokenPassword|AccountKey|sig)"
+                           r"\s*=\s*[\"']?)[^;&\s\"'\\]+", re.I)
 
 
 class Masker:
@@ -42,7 +48,7 @@ class Masker:
     def redact(self, text: str) -> str:
         for value in sorted(self.values(), key=len, reverse=True):
             text = text.replace(value, MASK)
-        return text
+        return _KEYED_SECRET.sub(lambda m: m.group("key") + MASK, text)
 
 
 MASKER = Masker()

@@ -33,3 +33,42 @@ def test_hub_access_repr_hides_the_connection_string():
     secret = random.token_urlsafe(30)
     access = HubAccess("/id", "hub", "127.0.0.1:1", f"HostName=h;SharedAccessKey={secret}")
     assert secret not in repr(access)
+
+
+KEYED = [
+    ("HostName=h.azure-devices.net;DeviceId=d;SharedAccessKey={v}", "SharedAccessKey"),
+    ("ConnectedRegistryName=c;SyncTokenName=c;SyncTokenPassword={v};ParentGatewayEndpoint=e", "SyncTokenPassword"),
+    ("https://a.blob.core.windows.net/c?sv=2022-11-02&sig={v}&se=2030-01-01", "sig"),
+    ("SharedAccessSignature sr=h%2Fdevices%2Fd&sig={v}&se=1700000000", "sig"),
+    ("DefaultEndpointsProtocol=https;AccountName=a;AccountKey={v};EndpointSuffix=core.windows.net", "AccountKey"),
+    ('{{"connection": "HostName=h;SharedAccessKey={v}"}}', "SharedAccessKey"),
+    ("sharedaccesskey='{v}' in a quoted value", "sharedaccesskey"),
+]
+
+
+def test_keyed_secrets_are_masked_by_pattern_though_never_registered():
+    for template, key in KEYED:
+        value = random.token_urlsafe(24).replace("-", "+").replace("_", "/")  # base64-ish, never registered
+        shown = MASKER.redact(template.format(v=value))
+        assert value not in shown, shown
+        assert f"{key}={MASK}" in shown.replace("='", "="), shown
+
+
+def test_pattern_masking_keeps_what_surrounds_the_value():
+    text = "HostName=h;DeviceId=d;SharedAccessKey=abc123==;ModuleId=m"
+    assert MASKER.redact(text) == f"HostName=h;DeviceId=d;SharedAccessKey={MASK};ModuleId=m"
+    assert MASKER.redact(MASKER.redact(text)) == MASKER.redact(text)
+    # A JSON document stays JSON: the value stops at a quote, or the backslash escaping one.
+    import json
+
+    doc = json.dumps({"a": 'SyncTokenPassword=p4ss"word', "b": "sig=xyz"})
+    assert json.loads(MASKER.redact(doc))["b"] == f"sig={MASK}"
+    # Words that merely end in a key name are not keys.
+    assert MASKER.redact("design=xyz; mysig=1; SharedAccessKeyName=iothubowner") == \
+        "design=xyz; mysig=1; SharedAccessKeyName=iothubowner"
+
+
+def test_an_error_quoting_a_connection_string_shows_no_key():
+    key = random.token_urlsafe(30)
+    error = StepFailed("hub", f"refused: HostName=h;SharedAccessKeyName=iothubowner;SharedAccessKey={key}")
+    assert key not in str(error) and f"SharedAccessKey={MASK}" in str(error)

@@ -166,3 +166,66 @@ def test_example_parameter_files_are_valid():
     root = Path(__file__).resolve().parents[2] / "parameters"
     assert params.load_file(root / "sandbox.yaml").target.kind == "sandbox"
     assert params.load_file(root / "example-azure.yaml").target.kind == "azure"
+
+
+# --- Parameter files holding secrets (issue 15): refused naming the line, the value never shown ---
+
+_JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJjcmxpYi10ZXN0In0.c2lnbmF0dXJlLWJ5dGVzLWhlcmU"
+_ACR = "Q" * 20 + "x7/+k" * 4 + "ab" + "+ACRB" + "c9d/e"  # 42 base64, +ACR, A-D, 5 base64: 52
+SECRET_LINES = [
+    ("# sas: https://a.blob.core.windows.net/c?sv=2022-11-02&sig=Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5%2B", "SAS signature"),
+    ("# SharedAccessSignature sr=hub.azure-devices.net%2Fdevices%2Fd&sig=abc&se=1", "SAS token"),
+    (f"# token: {_JWT}", "JWT"),
+    ("# HostName=h.azure-devices.net;DeviceId=d;SharedAccessKey=c2VjcmV0", "SharedAccessKey"),
+    ("# DefaultEndpointsProtocol=https;AccountName=a;AccountKey=c2VjcmV0", "AccountKey"),
+    ("# -----BEGIN RSA PRIVATE KEY-----", "PEM block"),
+    ("# -----BEGIN CERTIFICATE-----", "PEM block"),
+    (f"# the client token's: {_ACR}", "ACR password"),
+    ("# password: Hunter2Hunter2", "password"),
+    ("# ConnectedRegistryName=c;SyncTokenName=c;SyncTokenPassword=c2VjcmV0", "SyncTokenPassword"),
+]
+
+
+@pytest.mark.parametrize(("line", "kind"), SECRET_LINES, ids=[k for _, k in SECRET_LINES])
+def test_a_parameter_file_holding_a_secret_is_refused_naming_the_line(tmp_path, sandbox, line, kind):
+    import yaml
+
+    text = yaml.safe_dump(site_data(sandbox))
+    lines = text.splitlines()
+    lines.insert(3, line)  # a comment, which YAML drops: refused all the same
+    path = tmp_path / "site.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ParameterError) as refused:
+        params.load_file(path)
+    assert str(refused.value).startswith(f"{path}:4: ") and kind in str(refused.value), refused.value
+    assert str(refused.value).endswith("looks like a secret; parameter files hold references only")
+    secret = line.split("=", 1)[-1].split(": ", 1)[-1]
+    assert secret[:3] not in str(refused.value).removeprefix(f"{path}:4: ").replace(kind, "")
+
+
+NOT_SECRETS = [
+    "# the sync password is kept as secret crlib-<site>-sync-password, in the store",
+    "# password: see the store",
+    "# client token password: local:crlib-lab-client-token-t1",
+    "# design=xyz; signature=none; sig=short",
+    "# SharedAccessKeyName=iothubowner (a policy name, not a key)",
+    "# images come from mcr.microsoft.com/azureiotedge-agent:1.5",
+    "# registry: " + "A" * 52,  # long, but not ACR's identifiable shape
+]
+
+
+@pytest.mark.parametrize("line", NOT_SECRETS)
+def test_ordinary_comments_are_not_mistaken_for_secrets(tmp_path, sandbox, line):
+    import yaml
+
+    path = tmp_path / "site.yaml"
+    path.write_text(line + "\n" + yaml.safe_dump(site_data(sandbox)))
+    params.load_file(path)
+
+
+def test_every_shipped_parameter_file_is_free_of_secrets():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "parameters"
+    for path in sorted(root.glob("*.yaml")):
+        params.refuse_secrets(path.read_text(), str(path))

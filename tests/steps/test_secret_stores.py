@@ -93,3 +93,49 @@ def test_hub_connection_string_lands_in_the_sandbox_vault(sandbox, make_site, va
     # A second run finds the same value and writes no new version.
     ensure_hub(ctx)
     assert len(list(vault_client.list_properties_of_secret_versions(name))) == 1
+
+
+# --- Where the local store may be (issue 15): never where a run folder, and its archive, can reach it ---
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("local_dir", ["secrets", "./state/secrets", "../secrets", "runs/secrets",
+                                       str(REPO / "secrets"), str(REPO / "runs" / "secrets"),
+                                       str(REPO / "crlib" / "secrets"), str(REPO), "~/../" + str(REPO)[1:]])
+def test_a_relative_or_in_repository_store_is_refused(sandbox, local_dir):
+    from testkit import site_data
+
+    from crlib import params
+    from crlib.errors import ParameterError
+
+    data = site_data(sandbox, secrets={"store": "local", "local_dir": local_dir})
+    with pytest.raises(ParameterError) as refused:
+        params.load(data)
+    assert refused.value.field == "secrets.local_dir", refused.value
+
+
+def test_a_store_inside_a_run_folder_or_the_working_runs_folder_is_refused(sandbox, tmp_path, monkeypatch):
+    from testkit import site_data
+
+    from crlib import params
+    from crlib.errors import ParameterError
+
+    run = tmp_path / "elsewhere" / "20260101T000000Z-lab-abcdef"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    for local_dir in (run / "secrets", tmp_path / "runs" / "x" / "secrets"):
+        with pytest.raises(ParameterError) as refused:
+            params.load(site_data(sandbox, secrets={"store": "local", "local_dir": str(local_dir)}))
+        assert refused.value.field == "secrets.local_dir", refused.value
+
+
+@pytest.mark.parametrize("local_dir", ["~/.local/state/crlib/secrets", "/tmp/crlib-secrets", "/var/lib/crlib/secrets"])
+def test_an_absolute_store_outside_the_repository_is_accepted(sandbox, local_dir):
+    from testkit import site_data
+
+    from crlib import params
+
+    site = params.load(site_data(sandbox, secrets={"store": "local", "local_dir": local_dir}))
+    assert site.secrets.local_dir == local_dir
