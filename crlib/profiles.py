@@ -8,7 +8,12 @@ endpoints, hubs and gateways always come from service responses, never from thes
 
 from __future__ import annotations
 
+import os
+import re
+import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import retries
@@ -165,11 +170,56 @@ def sandbox_profile(site: Site) -> TargetProfile:
                          registry_hosts=dict.fromkeys(PUBLIC_REGISTRIES, status["image_source"]))
 
 
+# The common name of the sandbox's CA, as subject and issuer (crlib/sandbox/tls.py CA_NAME).
+SANDBOX_CA_NAME = "crlib sandbox CA"
+# Where requests (and the Azure SDK through it) and OpenSSL read a CA bundle from the environment.
+CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
+_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
+
+
+def _holds_sandbox_ca(path: Path) -> bool:
+    """Whether the CA bundle file (or a directory of them) at `path` holds a certificate issued to or
+    by the sandbox's CA. Unreadable files and blocks that do not parse count as not holding it."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    files = [f for f in path.iterdir() if f.is_file()] if path.is_dir() else [path]
+    for file in files:
+        try:
+            data = file.read_bytes()
+        except OSError:
+            continue
+        for block in _PEM_CERT.findall(data):
+            try:
+                with warnings.catch_warnings():  # some public roots have odd serials; not our business
+                    warnings.simplefilter("ignore")
+                    cert = x509.load_pem_x509_certificate(block)
+            except ValueError:
+                continue
+            names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME) + \
+                cert.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)
+            if any(a.value == SANDBOX_CA_NAME for a in names):
+                return True
+    return False
+
+
+def refuse_sandbox_ca(environ: Mapping[str, str] | None = None) -> None:
+    """Raise PreconditionFailed when REQUESTS_CA_BUNDLE or SSL_CERT_FILE holds the sandbox's CA: with
+    it, requests to Azure would trust a CA any local sandbox key can sign with."""
+    environ = os.environ if environ is None else environ
+    for variable in CA_BUNDLE_VARIABLES:
+        value = environ.get(variable)
+        if value and _holds_sandbox_ca(Path(value)):
+            raise PreconditionFailed(variable, f"{value} holds the crlib sandbox CA, which the azure target "
+                                               f"must not trust; unset {variable} for azure runs")
+
+
 def azure_profile(site: Site) -> TargetProfile:
     from azure.identity import DefaultAzureCredential
 
     if not site.subscription_id:
         raise ParameterError("subscription_id", "is required when target.kind is azure")
+    refuse_sandbox_ca()
     arm, authority = CLOUDS[site.target.cloud]
     credential = DefaultAzureCredential(authority=authority)
     return TargetProfile("azure", arm, credential, site.subscription_id, None, True, ManualProvisioner())

@@ -1,6 +1,9 @@
 """The sandbox's own API on its main port: health, status, request log, state dump, reset,
 settings and fault injection, plus the cloud metadata document that `az cloud register` reads.
-Loopback only."""
+Loopback only. Every `/_sandbox/` route (these and the other services') answers 401 unless the
+request carries `Authorization: Bearer <token>`, the token being the one the running sandbox
+wrote to `<state dir>/admin.token` (0600, in the 0700 state dir); runtime.Sandbox._handle checks
+it before any router. `/metadata/endpoints` stays open: it holds nothing secret."""
 
 from __future__ import annotations
 
@@ -32,7 +35,8 @@ def state(call: Call) -> web.Response:
 
 
 def reset(call: Call) -> web.Response:
-    call.sandbox.reset()
+    """Forget every resource; `{"rotate_ca": true}` also replaces the CA (`crlib sandbox reset`)."""
+    call.sandbox.reset(rotate_ca=bool(call.json(required=False).get("rotate_ca")))
     return web.Response(status=204)
 
 

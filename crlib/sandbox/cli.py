@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 import urllib.error
@@ -194,6 +195,7 @@ def _faults(args: argparse.Namespace, control) -> int:
 async def _serve(args: argparse.Namespace) -> None:
     from .runtime import Sandbox
 
+    os.umask(0o077)  # everything the sandbox writes (state.db, blobs, device keys) is its owner's alone
     sandbox = Sandbox(args.state_dir or default_state_dir(), port=args.port,
                       latency_profile=args.latency_profile, clock_speed=args.clock_speed)
     await sandbox.start()

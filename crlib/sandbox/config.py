@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 RUNTIME_FILE = "runtime.json"  # what a running sandbox writes about itself (read by control)
+ADMIN_TOKEN_FILE = "admin.token"  # the admin API's bearer token, new at each start (0600)
+ADMIN_PREFIX = "/_sandbox/"  # every route under it needs `Authorization: Bearer <admin token>`
 
 STATE_DIR_ENV = "CRLIB_SANDBOX_DIR"
 
@@ -39,6 +41,25 @@ LATENCY_PROFILES: dict[str, dict[str, float]] = {
         "iothub.delete": 1.5,
     },
 }
+
+
+def write_private(path: Path, text: str) -> None:
+    """Replace `path` with `text`, readable by its owner only (0600 from creation, never briefly
+    wider, whatever the umask), atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    tmp.replace(path)
+
+
+def private_dir(path: Path) -> Path:
+    """Create `path` (and its parents) if needed and make it 0700: it holds the sandbox's
+    credentials, keys and admin token."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+    return path
 
 
 def default_state_dir() -> Path:
@@ -92,12 +113,8 @@ class SandboxSettings:
         return settings
 
     def save(self, state_dir: Path) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        path = state_dir / "settings.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2))
-        os.chmod(tmp, 0o600)
-        tmp.replace(path)
+        private_dir(state_dir)
+        write_private(state_dir / "settings.json", json.dumps(asdict(self), indent=2))
 
     def latency(self, kind: str) -> float:
         return LATENCY_PROFILES.get(self.latency_profile, {}).get(kind, 0.0)

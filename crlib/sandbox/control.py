@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from .config import RUNTIME_FILE, default_state_dir
+from .config import ADMIN_TOKEN_FILE, RUNTIME_FILE, default_state_dir, private_dir
 
 
 class SandboxNotRunning(RuntimeError):
@@ -54,12 +54,26 @@ def read_status(state_dir: Path | None = None) -> dict:
     return status
 
 
+def admin_token(status: dict) -> str:
+    """The running sandbox's admin token, read from its state dir (only its owner can read it)."""
+    return (Path(status["state_dir"]) / ADMIN_TOKEN_FILE).read_text().strip()
+
+
+def admin_headers(status: dict) -> dict[str, str]:
+    """The header every `/_sandbox/` request needs: `Authorization: Bearer <admin token>` (none for
+    a sandbox started by a crlib from before the token, which wrote no token file)."""
+    try:
+        return {"Authorization": "Bearer " + admin_token(status)}
+    except FileNotFoundError:
+        return {}
+
+
 def admin(status: dict, method: str, path: str, body: dict | None = None, timeout: float = 10) -> Any:
-    """Call the sandbox's admin API over HTTPS, verified with its CA."""
+    """Call the sandbox's admin API over HTTPS, verified with its CA, with its admin token."""
     ctx = ssl.create_default_context(cafile=status["ca_bundle"])
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(status["arm_endpoint"] + path, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json"} | admin_headers(status))
     with urllib.request.urlopen(req, context=ctx, timeout=timeout) as resp:
         raw = resp.read()
     return json.loads(raw) if raw else None
@@ -73,13 +87,14 @@ def start(state_dir: Path | None = None, *, latency_profile: str | None = None, 
         return read_status(state_dir)
     except SandboxNotRunning:
         pass
-    state_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(state_dir)
     args = [sys.executable, "-m", "crlib.sandbox", "serve", "--state-dir", str(state_dir)]
     if latency_profile:
         args += ["--latency-profile", latency_profile]
     if clock_speed:
         args += ["--clock-speed", str(clock_speed)]
-    log = open(state_dir / "sandbox.log", "ab")  # noqa: SIM115 - handed to the child
+    fd = os.open(state_dir / "sandbox.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    log = os.fdopen(fd, "ab")
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True)
     log.close()
@@ -116,13 +131,18 @@ def stop(state_dir: Path | None = None, timeout: float = 15) -> bool:
     return True
 
 
-def reset(state_dir: Path | None = None) -> None:
-    """Forget every resource. A running sandbox resets in place; otherwise its state file goes."""
+def reset(state_dir: Path | None = None, *, rotate_ca: bool = True) -> None:
+    """Forget every resource and (by default) replace the sandbox's CA. A running sandbox resets in
+    place and serves new connections with the new CA; otherwise its state file and CA go, and the
+    next start makes a new CA."""
     state_dir = Path(state_dir or default_state_dir())
     try:
-        admin(read_status(state_dir), "POST", "/_sandbox/reset")
+        admin(read_status(state_dir), "POST", "/_sandbox/reset", {"rotate_ca": rotate_ca})
     except SandboxNotRunning:
-        for name in ("state.db", "state.db-wal", "state.db-shm"):
+        names = ["state.db", "state.db-wal", "state.db-shm"]
+        if rotate_ca:
+            names += ["ca.pem", "ca.key", "server.pem", "server.key"]
+        for name in names:
             (state_dir / name).unlink(missing_ok=True)
 
 

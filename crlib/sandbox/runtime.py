@@ -12,9 +12,11 @@ operation kinds and hooks in a core.service.Service.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import os
+import secrets
 import socket
 import ssl
 import uuid
@@ -27,7 +29,7 @@ from aiohttp import web
 
 from . import tls
 from .clock import Clock
-from .config import RUNTIME_FILE, SandboxSettings
+from .config import ADMIN_TOKEN_FILE, RUNTIME_FILE, SandboxSettings, private_dir, write_private
 from .core.arm import ARM, OPEN
 from .core.http import Router, RouterSpec
 from .core.lro import Operations
@@ -62,9 +64,10 @@ class Sandbox:
 
             services = SERVICES
         self.services: tuple[Service, ...] = tuple(services)
-        self.state_dir = Path(state_dir)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.state_dir, 0o700)
+        self.state_dir = private_dir(Path(state_dir))
+        # The admin API's token: new at each start, kept where only this user can read it.
+        self.admin_token = secrets.token_urlsafe(32)
+        write_private(self.state_dir / ADMIN_TOKEN_FILE, self.admin_token + "\n")
         self.log = logging.getLogger("crlib.sandbox")
         self.settings = SandboxSettings.load_or_create(self.state_dir)
         if port is not None:
@@ -205,11 +208,22 @@ class Sandbox:
             if sockname and sockname[1] == port:
                 handler.force_close()
 
+    def admin_authorized(self, request: web.Request) -> bool:
+        """Whether `request` carries `Authorization: Bearer <admin token>` (compared in constant time)."""
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.admin_token.encode())
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         sockname = request.transport.get_extra_info("sockname") if request.transport else None
         host = self.hosts.get(sockname[1]) if sockname else None
         if host is None:
             return web.Response(status=421, text="misdirected request")
+        # The admin API, on whichever port and in whichever case the path arrives, needs the token.
+        if request.path.lstrip("/").lower().startswith("_sandbox") and not self.admin_authorized(request):
+            return web.json_response({"error": {"code": "Unauthorized",
+                                                "message": "The sandbox admin API needs its token: "
+                                                           "Authorization: Bearer <state dir>/admin.token."}},
+                                     status=401, headers={"WWW-Authenticate": 'Bearer realm="crlib-sandbox"'})
         router = host.router
         if host.key is None and router.spec is OPEN:
             first = request.path.strip("/").split("/", 1)[0].lower()
@@ -243,16 +257,17 @@ class Sandbox:
             self._runner = None
         self.store.close()
         (self.state_dir / RUNTIME_FILE).unlink(missing_ok=True)
+        (self.state_dir / ADMIN_TOKEN_FILE).unlink(missing_ok=True)
 
     def _write_runtime(self) -> None:
-        path = self.state_dir / RUNTIME_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.status(), indent=2))
-        os.chmod(tmp, 0o600)
-        tmp.replace(path)
+        write_private(self.state_dir / RUNTIME_FILE, json.dumps(self.status(), indent=2))
 
-    def reset(self) -> None:
-        """Forget every resource and request; keep the CA, identity and main port."""
+    def reset(self, *, rotate_ca: bool = False) -> None:
+        """Forget every resource and request; keep the identity and main port, and the CA unless
+        `rotate_ca` (then a new CA and server certificate serve every new connection)."""
         for port in [p for p, h in self.hosts.items() if h.key is not None]:
             self.close_listener(port)
         self.store.reset()
+        if rotate_ca:
+            tls.rotate_ca(self.state_dir)
+            self.ssl_context.load_cert_chain(self.state_dir / tls.SERVER_CERT, self.state_dir / tls.SERVER_KEY)

@@ -3,7 +3,11 @@ helpers the simulated devices build their own IoT Edge CA chains with.
 
 The CA is generated on first start and kept in the state directory, so that clients can
 verify every sandbox endpoint with it. The server certificate names 127.0.0.1, ::1 and
-localhost, which is every host name the sandbox hands out. A simulated device's endpoint is
+localhost, which is every host name the sandbox hands out. The CA lasts at most a year
+(CA_DAYS), carries critical X.509 name constraints that permit only those names (127.0.0.0/8,
+::1 and localhost: a leaf it signed for any other host fails verification), and is replaced by
+`crlib sandbox reset` (rotate_ca). A CA without the constraints, or one about to expire, is
+replaced at start. A simulated device's endpoint is
 not served with it: each device has a chain of its own (edge_devices/device_ca.py).
 """
 
@@ -24,22 +28,24 @@ CA_CERT = "ca.pem"
 CA_KEY = "ca.key"
 SERVER_CERT = "server.pem"
 SERVER_KEY = "server.key"
+CA_NAME = "crlib sandbox CA"  # the subject and issuer common name; crlib/profiles.py detects it by this
+CA_DAYS = 365
+SERVER_DAYS = 825  # capped at the CA's own end
+# Every name the sandbox's own server certificate may carry.
+PERMITTED_NAMES: list[x509.GeneralName] = [
+    x509.IPAddress(ipaddress.ip_network("127.0.0.0/8")),
+    x509.IPAddress(ipaddress.ip_network("::1/128")),
+    x509.DNSName("localhost"),
+]
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    path.chmod(0o600)
+    write_private_key(path, key)
 
 
 def _create_ca(state_dir: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "crlib sandbox CA")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, CA_NAME)])
     now = dt.datetime.now(dt.UTC)
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
     cert = (
@@ -49,8 +55,10 @@ def _create_ca(state_dir: Path) -> tuple[x509.Certificate, ec.EllipticCurvePriva
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=3650))
+        .not_valid_after(now + dt.timedelta(days=CA_DAYS))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.NameConstraints(permitted_subtrees=PERMITTED_NAMES, excluded_subtrees=None),
+                       critical=True)
         .add_extension(
             x509.KeyUsage(
                 digital_signature=True, content_commitment=False, key_encipherment=False,
@@ -77,7 +85,7 @@ def _create_server_cert(state_dir: Path, ca: x509.Certificate, ca_key: ec.Ellipt
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=825))
+        .not_valid_after(min(now + dt.timedelta(days=SERVER_DAYS), ca.not_valid_after_utc))
         .add_extension(
             x509.SubjectAlternativeName(
                 [
@@ -108,11 +116,31 @@ def _create_server_cert(state_dir: Path, ca: x509.Certificate, ca_key: ec.Ellipt
     (state_dir / SERVER_CERT).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
+def _outdated(ca_path: Path) -> bool:
+    """Whether the CA at `ca_path` must be replaced: unreadable, without name constraints (made
+    before they were added), or ending within a day."""
+    try:
+        ca = x509.load_pem_x509_certificate(ca_path.read_bytes())
+        ca.extensions.get_extension_for_class(x509.NameConstraints)
+    except (ValueError, x509.ExtensionNotFound):
+        return True
+    return ca.not_valid_after_utc - dt.datetime.now(dt.UTC) < dt.timedelta(days=1)
+
+
+def rotate_ca(state_dir: Path) -> Path:
+    """Replace the CA and the server certificate with new ones; return the CA bundle path.
+    Clients must verify with the new CA from then on (its path does not change)."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    ca, ca_key = _create_ca(state_dir)
+    _create_server_cert(state_dir, ca, ca_key)
+    return state_dir / CA_CERT
+
+
 def ensure_certificates(state_dir: Path) -> Path:
     """Create the CA and server certificate once; return the CA bundle path."""
     state_dir.mkdir(parents=True, exist_ok=True)
     ca_path = state_dir / CA_CERT
-    if not ca_path.exists() or not (state_dir / CA_KEY).exists():
+    if not ca_path.exists() or not (state_dir / CA_KEY).exists() or _outdated(ca_path):
         ca, ca_key = _create_ca(state_dir)
         _create_server_cert(state_dir, ca, ca_key)
     elif not (state_dir / SERVER_CERT).exists():

@@ -58,7 +58,8 @@ def ext_path(rg: str, cluster: str, name: str = "") -> str:
 
 
 def protected_record(arm, sandbox, ext_id: str) -> dict | None:
-    state = arm.session.get(sandbox["arm_endpoint"] + "/_sandbox/state").json()
+    state = arm.session.get(sandbox["arm_endpoint"] + "/_sandbox/state",
+                            headers=control.admin_headers(sandbox)).json()
     return state.get(f"{ext_id.lower()}/configurationprotectedsettings")
 
 

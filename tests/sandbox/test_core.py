@@ -67,7 +67,8 @@ def test_tls_verifies_only_with_the_sandbox_ca(sandbox):
         urllib.request.urlopen(url, context=ssl.create_default_context(cafile="/etc/ssl/certs/ca-certificates.crt"),
                                timeout=5)
     assert isinstance(err.value.reason, ssl.SSLCertVerificationError)
-    ok = urllib.request.urlopen(url, context=ssl.create_default_context(cafile=sandbox["ca_bundle"]), timeout=5)
+    ok = urllib.request.urlopen(urllib.request.Request(url, headers=control.admin_headers(sandbox)),
+                                context=ssl.create_default_context(cafile=sandbox["ca_bundle"]), timeout=5)
     assert json.load(ok) == {"status": "ok"}
 
 

@@ -207,7 +207,8 @@ def test_only_the_named_services_are_faulted_and_never_the_admin_api(status):
     control.set_faults(status, rate=1, kinds={"throttle": 1}, services=["entra"])
     assert session.post(token_url, data=form, timeout=10).status_code == 429
     assert session.get(source, timeout=10).status_code == 401  # anonymous: asks for a token, as usual
-    assert session.get(f"{status['arm_endpoint']}/_sandbox/health", timeout=10).status_code == 200
+    assert session.get(f"{status['arm_endpoint']}/_sandbox/health", timeout=10,
+                       headers=control.admin_headers(status)).status_code == 200
 
 
 # -- the Azure SDK ---------------------------------------------------------------------------------
