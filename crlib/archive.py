@@ -4,14 +4,16 @@
     parameters.yaml       the parameter file the run used (it holds secret references only)
     notebooks/NN-*.ipynb  the executed notebooks, sanitised
     steps.jsonl           every step start, result and failure, as the notebooks recorded them
-    SHA256SUMS            sha256sum format, over every other file
+    SHA256SUMS            sha256sum format, over every other file but SIGNATURE
+    SIGNATURE             ES256 over SHA256SUMS by the site's signing key (crlib/signing.py)
 
 Files are written 0600 (folders 0700) and never through a symlink. Sealing clears every write bit
 and adds no permission (the umask's removals stay removed); seal, unseal and `verify` refuse an
 archive that holds a symlink and never follow one. `verify` checks every hash, that no file was
-added or removed, and scans every byte for secrets: the values in the site's secret store and the
-shapes secrets take (SAS keys, passwords in connection strings, private keys, bearer tokens); it
-names the file and the store entry or shape found, and prints no part of the secret.
+added or removed, that SIGNATURE signs these sums (by a key the caller trusts, when given), and
+scans every byte for secrets: the values in the site's secret store and the shapes secrets take
+(SAS keys, passwords in connection strings, private keys, bearer tokens); it names the file and
+the store entry or shape found, and prints no part of the secret.
 
 Sanitising fixes what papermill writes for a change record: local absolute paths go, the
 parameters are masked, widget state is dropped, and cells that never ran are marked so instead
@@ -30,6 +32,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from . import signing
 from .errors import ArchiveError
 from .secrets import MASK, MASKER, SecretStore
 
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 SUMS = "SHA256SUMS"
+SIGNATURE = signing.SIGNATURE
 RECORD = "run.json"
 # Shapes of secrets, for when the store is out of reach or a value was never registered.
 SECRET_SHAPES = {
@@ -87,8 +91,9 @@ def _walk(run_dir: Path) -> Iterator[tuple[Path, os.stat_result]]:
 
 
 def archived_files(run_dir: Path) -> list[Path]:
-    """The archive's regular files but SHA256SUMS (symlinks are never counted: see tree_problems)."""
-    return sorted(p for p, info in _walk(run_dir) if stat.S_ISREG(info.st_mode) and p != run_dir / SUMS)
+    """The archive's regular files but SHA256SUMS and SIGNATURE (symlinks are never counted: see tree_problems)."""
+    outside = {run_dir / SUMS, run_dir / SIGNATURE}
+    return sorted(p for p, info in _walk(run_dir) if stat.S_ISREG(info.st_mode) and p not in outside)
 
 
 def tree_problems(run_dir: Path | str, *, others: bool = True) -> list[str]:
@@ -231,21 +236,34 @@ def _mark_failure(notebook: dict, failure: str) -> None:
 
 
 # -- sealing and verifying ------------------------------------------------------------------------
-def seal(run_dir: Path) -> None:
-    """Write SHA256SUMS over every file, then clear every write bit: no permission is added, and
-    none the umask removes is kept. Refuses a folder that holds a symlink."""
+def seal(run_dir: Path, *, signer: signing.Signer | None = None, run: str | None = None) -> None:
+    """Write SHA256SUMS over every file and, with a signer, SIGNATURE over SHA256SUMS (without one,
+    a SIGNATURE of earlier sums is removed); then clear every write bit: no permission is added,
+    and none the umask removes is kept. Refuses a folder that holds a symlink. A signer that fails
+    leaves the archive sealed but unsigned, and the error is raised after sealing."""
     run_dir = Path(run_dir)
     _refuse_symlinks(run_dir, "seal")
     sums = run_dir / SUMS
-    if sums.exists():
-        _chmod(sums, lambda mode: mode | stat.S_IWUSR)
+    for path in (sums, run_dir / SIGNATURE):
+        if path.exists():
+            _chmod(path, lambda mode: mode | stat.S_IWUSR)
     lines = [f"{sha256_file(p, follow_symlinks=False)}  {p.relative_to(run_dir).as_posix()}\n"
              for p in archived_files(run_dir)]
     write_private(sums, "".join(lines))
+    (run_dir / SIGNATURE).unlink(missing_ok=True)
+    failure: Exception | None = None
+    if signer is not None:
+        try:
+            write_private(run_dir / SIGNATURE, signing.sign(read_private(sums), signer, run=run or run_dir.name))
+        except Exception as exc:  # the record is sealed all the same; verify will say it is unsigned
+            failure = exc
     keep = ~(0o222 | _umask())
     for path, _ in sorted(_walk(run_dir), key=lambda entry: str(entry[0]), reverse=True):
         _chmod(path, lambda mode: mode & keep)
     _chmod(run_dir, lambda mode: mode & keep)
+    if failure is not None:
+        raise signing.SigningError(f"sealed {run_dir.name} unsigned: the signing key failed "
+                                   f"({type(failure).__name__}: {failure})") from failure
 
 
 def unseal(run_dir: Path) -> None:
@@ -258,10 +276,30 @@ def unseal(run_dir: Path) -> None:
         _chmod(path, lambda mode: mode | stat.S_IWUSR)
 
 
-def verify(run_dir: Path | str, *, secrets: Iterable[str] | Mapping[str, str] = ()) -> list[str]:
-    """Every problem with an archive: symlinks, missing, altered or extra files, and secrets. Empty
-    when sound. No symlink is followed; no problem holds any part of a secret. `secrets`: values,
-    or store entry names mapped to values (a finding then names the entry)."""
+def signature(run_dir: Path | str, *, trusted: signing.ec.EllipticCurvePublicKey | None = None,
+              trusted_name: str = "the given key") -> signing.SignatureCheck:
+    """Who signed the archive's SHA256SUMS, and whether the signature holds (read without following
+    a symlink); `trusted`: the key the signer must be."""
+    run_dir = Path(run_dir)
+    try:
+        document = read_private(run_dir / SIGNATURE)
+    except FileNotFoundError:
+        return signing.SignatureCheck(problems=[f"{SIGNATURE} is missing: the record is not signed"])
+    except OSError as exc:
+        return signing.SignatureCheck(problems=[f"{SIGNATURE} cannot be read ({exc.strerror})"])
+    try:
+        sums = read_private(run_dir / SUMS)
+    except OSError:
+        sums = b""
+    return signing.check(document, sums, trusted=trusted, trusted_name=trusted_name)
+
+
+def verify(run_dir: Path | str, *, secrets: Iterable[str] | Mapping[str, str] = (),
+           trusted: signing.ec.EllipticCurvePublicKey | None = None, trusted_name: str = "the given key") -> list[str]:
+    """Every problem with an archive: symlinks, missing, altered or extra files, a missing or broken
+    signature (or one by a key other than `trusted`), and secrets. Empty when sound. No symlink is
+    followed; no problem holds any part of a secret. `secrets`: values, or store entry names mapped
+    to values (a finding then names the entry)."""
     run_dir = Path(run_dir)
     links = tree_problems(run_dir, others=False)
     if links:
@@ -286,8 +324,10 @@ def verify(run_dir: Path | str, *, secrets: Iterable[str] | Mapping[str, str] = 
         relative = path.relative_to(run_dir).as_posix()
         if relative not in listed:
             problems.append(f"{relative} is not listed in {SUMS}")
+    problems += signature(run_dir, trusted=trusted, trusted_name=trusted_name).problems
     secrets = secrets if isinstance(secrets, Mapping) else list(secrets)
-    for path in [*archived_files(run_dir), sums]:
+    extra = [p for p in (sums, run_dir / SIGNATURE) if p.is_file()]
+    for path in [*archived_files(run_dir), *extra]:
         for found in scan_bytes(read_private(path), secrets):
             problems.append(f"{path.relative_to(run_dir).as_posix()} holds {found}")
     return problems
@@ -318,6 +358,6 @@ def list_runs(runs_dir: Path | str) -> pd.DataFrame:
         rows.append({"run": run_dir.name, "site": record.get("site"), "target": record.get("target", {}).get("kind"),
                      "started": record.get("started"), "status": record.get("status"),
                      "failed_step": failed.get("step", ""), "duration_s": record.get("duration_s"),
-                     "sealed": (run_dir / SUMS).is_file()})
+                     "sealed": (run_dir / SUMS).is_file(), "signed": (run_dir / SIGNATURE).is_file()})
     return pd.DataFrame(rows, columns=["run", "site", "target", "started", "status", "failed_step", "duration_s",
-                                       "sealed"])
+                                       "sealed", "signed"])

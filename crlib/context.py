@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
-from . import retries
 from .errors import ParameterError
 from .params import Site
 from .profiles import Clients, TargetProfile, profile_for
 from .secrets import KeyVaultSecretStore, LocalSecretStore, SecretStore
+from .signing import key_vault_options
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -52,8 +52,7 @@ class RunContext:
 
 def secret_store_for(site: Site, profile: TargetProfile) -> SecretStore:
     if site.secrets.store == "keyvault":
-        options = {"connection_verify": profile.connection_verify, **retries.azure_core_options()}
-        options |= profile.key_vault_options
+        options = key_vault_options(profile)
         vault_url = site.secrets.vault_url or profile.default_vault_url
         if not vault_url:  # Site requires one on Azure; the sandbox's status names its own
             raise ParameterError("secrets.vault_url", f"is required: target '{profile.kind}' supplies no Key Vault")

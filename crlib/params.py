@@ -474,6 +474,19 @@ def _places_a_store_cannot_be() -> list[tuple[str, Path]]:
     return [(what, Path(os.path.realpath(where))) for what, where in places]
 
 
+def _key_vault_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    match = _VAULT_URL.match(value)
+    if not match:
+        raise ValueError(f"'{value}' is not a Key Vault URL (https://<vault>.vault.azure.net, .vault.azure.cn "
+                         "or .vault.usgovcloudapi.net)")
+    if not _KEY_VAULT.match(match.group("name")):
+        raise ValueError(f"'{match.group('name')}' is not a Key Vault name (3-24 lowercase letters, digits and "
+                         "'-', starting with a letter, ending with a letter or digit, no '--')")
+    return value
+
+
 class Secrets(_Model):
     store: Literal["local", "keyvault"] = "local"
     local_dir: str = Field("~/.local/state/crlib/secrets", description="an absolute path (~ allowed) outside the "
@@ -502,16 +515,40 @@ class Secrets(_Model):
     @field_validator("vault_url")
     @classmethod
     def _vault_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        match = _VAULT_URL.match(value)
-        if not match:
-            raise ValueError(f"'{value}' is not a Key Vault URL (https://<vault>.vault.azure.net, .vault.azure.cn "
-                             "or .vault.usgovcloudapi.net)")
-        if not _KEY_VAULT.match(match.group("name")):
-            raise ValueError(f"'{match.group('name')}' is not a Key Vault name (3-24 lowercase letters, digits and "
-                             "'-', starting with a letter, ending with a letter or digit, no '--')")
-        return value
+        return _key_vault_url(value)
+
+
+# A Key Vault key name: 1-127 letters, digits and '-' (Key Vault's object names).
+_KEY_NAME = re.compile(r"^[A-Za-z0-9-]{1,127}$")
+
+
+class Records(_Model):
+    """How a run's change record is signed when it is sealed (docs/records.md)."""
+
+    signing_key: str = Field("local", description="local: a P-256 key kept in the secret store; "
+                             "keyvault:<key name>: an EC P-256 key in Key Vault, which never leaves it (required "
+                             "when target.kind is azure)")
+    vault_url: str | None = Field(None, description="the signing key's vault (default: secrets.vault_url; the "
+                                  "sandbox supplies its own)")
+
+    @field_validator("signing_key")
+    @classmethod
+    def _signing_key(cls, value: str) -> str:
+        kind, _, name = value.partition(":")
+        if value == "local" or (kind == "keyvault" and _KEY_NAME.match(name)):
+            return value
+        raise ValueError(f"'{value}' is neither 'local' nor 'keyvault:<key name>' (a key name is 1-127 letters, "
+                         "digits and '-')")
+
+    @field_validator("vault_url")
+    @classmethod
+    def _vault(cls, value: str | None) -> str | None:
+        return _key_vault_url(value)
+
+    @property
+    def key_vault_key(self) -> str | None:
+        """The Key Vault key's name, or None for the local key."""
+        return self.signing_key.partition(":")[2] or None
 
 
 # --- The Arc host (issue 13): the cluster extension Microsoft.ContainerRegistry.ConnectedRegistry ---
@@ -744,6 +781,7 @@ class Site(_Model):
     client_access: ClientAccess = ClientAccess()
     checks: Checks = Checks()
     secrets: Secrets = Secrets()
+    records: Records = Records()
     host: Host = Host()
 
     @field_validator("subscription_id")
@@ -779,6 +817,13 @@ class Site(_Model):
     def _cross_checks(self) -> Site:
         if self.secrets.store == "keyvault" and not self.secrets.vault_url and self.target.kind != "sandbox":
             raise ValueError("secrets.vault_url: is required when secrets.store is keyvault and target.kind is azure")
+        if self.target.kind == "azure" and self.records.key_vault_key is None:
+            raise ValueError("records.signing_key: the azure target signs its change records with a Key Vault key; "
+                             "give keyvault:<key name>")
+        if self.records.key_vault_key and not (self.records.vault_url or self.secrets.vault_url) \
+                and self.target.kind != "sandbox":
+            raise ValueError("records.vault_url: is required for a Key Vault signing key when secrets.vault_url "
+                             "is not set")
         if self.checks.client_token and self.checks.client_token not in {t.name for t in self.client_access.tokens}:
             raise ValueError(f"checks.client_token: '{self.checks.client_token}' is not one of client_access.tokens")
         self._runtime_matches_modules()

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import archive, runbook
+from . import archive, runbook, signing
 from .errors import CrlibError, ParameterError
 
 
@@ -29,8 +29,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     arch = sub.add_parser("archive", help="check and list run archives")
     commands = arch.add_subparsers(dest="archive_command", required=True)
-    verify = commands.add_parser("verify", help="check an archive's hashes and scan it for secrets")
+    verify = commands.add_parser("verify", help="check an archive's hashes and signature, and scan it for secrets",
+                                 description="Check every hash in SHA256SUMS, that SIGNATURE signs them, and "
+                                             "that no secret is in any file; say who signed. Without --key or "
+                                             "--key-id the signer is not pinned: anyone can re-sign with a key of "
+                                             "their own, so a reviewer pins the key they expect.")
     verify.add_argument("run_dir", type=Path)
+    pin = verify.add_mutually_exclusive_group()
+    pin.add_argument("--key", type=Path, metavar="FILE",
+                     help="PEM public key or certificate the signer must have")
+    pin.add_argument("--key-id", metavar="KID",
+                     help="the key id the signer must have: a Key Vault key's versioned URL (its public key is "
+                          "read from the vault with the run's target credentials) or a local key id "
+                          "(local:<entry>/<sha256 prefix>, which names its public key)")
     verify.set_defaults(func=_verify)
     listing = commands.add_parser("list", help="a table of runs")
     listing.add_argument("--runs-dir", type=Path, default=Path("runs"))
@@ -93,6 +104,8 @@ def _run(args: argparse.Namespace) -> int:
     if record.get("plan_only"):
         print("\n" + plan_text(record))
     print(f"\narchive: {run.dir}")
+    if run.unsigned:
+        print(f"crlib run: {run.unsigned}", file=sys.stderr)
     if record["status"] != "succeeded":
         failed = record["failed"]
         print(f"crlib run: failed in {failed['notebook']} at step {failed['step']} ({failed['reason']}): "
@@ -120,23 +133,56 @@ def archive_secrets(run_dir: Path) -> tuple[dict[str, str], str]:
         return {}, f"secret shapes only ({site.secrets.store} store unreachable: {type(exc).__name__})"
 
 
+def _trusted_key(args: argparse.Namespace) -> tuple[signing.ec.EllipticCurvePublicKey | None, str, list[str]]:
+    """The key the signer must have (from --key or --key-id), how to name it, and any problem
+    finding it."""
+    if args.key is not None:
+        return signing.read_key_file(args.key), f"the key in {args.key}", []
+    if args.key_id is None:
+        return None, "", []
+    check = archive.signature(args.run_dir)
+    if check.key_id != args.key_id:
+        return None, "", [f"signed by {check.key_id or 'no key'}, not by {args.key_id}"]
+    if args.key_id.startswith("local:"):
+        return check.public_key, f"the local key {args.key_id}", []  # its id names its public key: check() compares
+    from .context import open_context
+    from .params import load_file
+
+    try:
+        profile = open_context(load_file(args.run_dir / "parameters.yaml")).profile
+        return signing.key_vault_public_key(args.key_id, profile), f"the Key Vault key {args.key_id}", []
+    except Exception as exc:
+        return None, "", [f"cannot read {args.key_id} from its vault ({type(exc).__name__}: {exc})"]
+
+
 def _verify(args: argparse.Namespace) -> int:
     """Findings name the file and the store entry or the shape found; no part of a secret is printed."""
     # A symlink is reported before anything in the folder (its parameter file included) is read.
     problems = archive.tree_problems(args.run_dir, others=False)
     secrets: dict[str, str] = {}
     source = "secret store (not read)"
+    pinned = ""
     if not problems:
+        try:
+            trusted, pinned, problems = _trusted_key(args)
+        except signing.SigningError as exc:
+            print(f"crlib archive verify: {exc}", file=sys.stderr)
+            return 2
         secrets, source = archive_secrets(args.run_dir)
-        problems = archive.verify(args.run_dir, secrets=secrets)
+        problems += archive.verify(args.run_dir, secrets=secrets, trusted=trusted, trusted_name=pinned or "the given key")
     if problems:
         print(f"{args.run_dir}: NOT verified ({len(problems)} problems)", file=sys.stderr)
         for problem in problems:
             print(f"  - {problem}", file=sys.stderr)
         return 1
     files = len(archive.archived_files(args.run_dir))
+    signed = archive.signature(args.run_dir)
     print(f"{args.run_dir}: verified: {files} files match SHA256SUMS; no secret found "
           f"({len(secrets)} known secrets from the {source}, plus secret shapes)")
+    print(f"signed at {signed.signed_at} by {signed.signer}")
+    print(f"the signer is {pinned}" if pinned else
+          "the signer is not pinned: anyone able to write the folder could re-sign it with a key of their own; "
+          "pin the key you expect with --key FILE or --key-id KID")
     return 0
 
 

@@ -13,9 +13,14 @@ and the step events, never from papermill's metadata, which calls a timed-out no
 A run that fails outside any notebook (the notebooks missing, the target out of reach, an error in
 the runner itself, Ctrl-C) is recorded as failed with the reason, never left "running".
 
+The folder keeps the validated, masked parameters (`parameters.yaml`), never the file as written:
+its comments and layout go. When the run ends the folder is sealed and SHA256SUMS signed with the
+site's signing key (`records.signing_key`, crlib/signing.py), got or made when the run starts.
+
 `--resume RUN_DIR` continues from the first notebook that did not complete, and only after checking
-the folder: no symlink anywhere in it, nothing in it another user owns or can write, and every hash
-in SHA256SUMS matching (`archive.verify`); a run that was never sealed cannot be resumed.
+the folder: no symlink anywhere in it, nothing in it another user owns or can write, every hash in
+SHA256SUMS matching, and SIGNATURE made by this site's own signing key (`archive.verify`); a run
+that was never sealed, or sealed unsigned, cannot be resumed.
 """
 
 from __future__ import annotations
@@ -33,12 +38,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__, archive, bundled, runbook
+import yaml
+
+from . import __version__, archive, bundled, runbook, signing
 from .errors import ArchiveError, CrlibError, ParameterError
 from .fast_imports import without_format_grammars
 from .kernels import KERNEL_NAME, KernelAhead
-from .params import load_file
-from .secrets import MASKER
+from .params import Site, load_file
+from .secrets import MASKER, LocalSecretStore
 
 NOTEBOOKS_DIR = bundled.notebooks_dir()  # the checkout's notebooks/, or the installed wheel's copies
 PARTIAL = ".partial"
@@ -59,6 +66,14 @@ class Outcome:
     step: str | None = None
     cell: str | None = None  # the failing cell's first line, when papermill names it
     events: list[dict] = field(default_factory=list)
+
+
+def archived_parameters(site: Site) -> str:
+    """What a run folder keeps of the parameter file: the validated document, masked. Comments and
+    anything else the file held beyond its values never reach the archive."""
+    document = yaml.safe_dump(site.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    return ("# The validated parameters this run used, as crlib read them (the source file's comments are not "
+            "kept).\n" + MASKER.redact(document))
 
 
 def _read_events(path: Path) -> list[dict]:
@@ -169,6 +184,8 @@ class Run:
         self.dir = run_dir
         self.record = record
         self._workdir: Path | None = None  # the kernels' working directory while the run goes on
+        self.signer: signing.Signer | None = None  # got (or made) with the target, before any notebook
+        self.unsigned: str | None = None  # why the seal has no signature, when it has none
 
     # -- creating and resuming --------------------------------------------------------------------
     @classmethod
@@ -180,7 +197,7 @@ class Run:
         runs_dir.mkdir(parents=True, exist_ok=True)
         run_dir.mkdir(mode=0o700)
         (run_dir / "notebooks").mkdir(mode=0o700)
-        archive.write_private(run_dir / "parameters.yaml", Path(params_path).read_bytes())
+        archive.write_private(run_dir / "parameters.yaml", archived_parameters(site))
         record = {"run": run_dir.name, "site": site.site, "crlib_version": __version__, "status": "running",
                   "plan_only": plan, "started": _utc(started), "finished": None, "duration_s": None,
                   "operator": {"local_user": getpass.getuser()}, "tenant": None, "subscription": None,
@@ -194,21 +211,22 @@ class Run:
     @classmethod
     def resume(cls, run_dir: Path, params_path: Path | None = None) -> Run:
         """The run in `run_dir`, to continue; refused (ArchiveError, before anything is run or
-        written) unless the folder holds no symlink, nothing another user owns or can write, and
-        every hash in its SHA256SUMS matches."""
+        written) unless the folder holds no symlink, nothing another user owns or can write, every
+        hash in its SHA256SUMS matches, and SIGNATURE is by this site's signing key."""
         run_dir = Path(run_dir)
         problems = archive.tree_problems(run_dir) or archive.verify(run_dir)
         if problems:
             raise ArchiveError(str(run_dir), ["refusing to resume: " + problems[0], *problems[1:]])
+        _check_signer(run_dir, load_file(run_dir / "parameters.yaml"))
         record = archive.read_record(run_dir)
         if record["status"] == "succeeded":
             raise CrlibError(f"{run_dir.name} already succeeded; nothing to resume")
-        if params_path is not None:
-            load_file(params_path)
+        site = load_file(params_path) if params_path is not None else None
         archive.unseal(run_dir)
         (run_dir / archive.SUMS).unlink(missing_ok=True)
-        if params_path is not None:
-            archive.write_private(run_dir / "parameters.yaml", Path(params_path).read_bytes())
+        (run_dir / archive.SIGNATURE).unlink(missing_ok=True)
+        if site is not None:
+            archive.write_private(run_dir / "parameters.yaml", archived_parameters(site))
         run = cls(run_dir, record)
         run._describe_parameters()
         return run
@@ -231,6 +249,8 @@ class Run:
         self.record["operator"]["identity"] = who["identity"]
         self.record["target"] = {"kind": who["target"], "arm_endpoint": ctx.profile.arm_endpoint}
         self.secret_store = ctx.secrets
+        self.signer = signing.signer_for(self.site, ctx.profile, ctx.secrets)  # get-or-create, before any notebook
+        self.record["signing"] = {"key_id": self.signer.key_id, "key_source": self.signer.source}
 
     # -- running ----------------------------------------------------------------------------------
     def pending(self) -> list[runbook.Phase]:
@@ -372,7 +392,40 @@ class Run:
         self.record["duration_s"] = round(finished - started, 1)
         shutil.rmtree(self.dir / PARTIAL, ignore_errors=True)
         self._save(secrets)
-        archive.seal(self.dir)
+        signer = self.signer or self._signer_without_target()
+        try:
+            archive.seal(self.dir, signer=signer, run=self.record["run"])
+        except signing.SigningError as exc:
+            self.unsigned = str(exc)
+        if signer is None:
+            self.unsigned = f"sealed {self.dir.name} unsigned: the signing key was out of reach"
+
+    def _signer_without_target(self) -> signing.Signer | None:
+        """A run that failed before reaching its target can still be signed with a local key in a
+        local store; a Key Vault key or store needs the target."""
+        site = getattr(self, "site", None)
+        if site is None or site.records.key_vault_key or site.secrets.store != "local":
+            return None
+        return signing.LocalSigner(LocalSecretStore(site.secrets.local_dir), where=f"(local: {site.secrets.local_dir})")
+
+
+def _check_signer(run_dir: Path, site: Site) -> None:
+    """Refuse a folder whose SIGNATURE verifies but was made by a key other than the site's own:
+    anyone who can write the folder can re-sum and re-sign it with a key of their own."""
+    from .context import open_context
+
+    check = archive.signature(run_dir)
+    try:
+        ctx = open_context(site)
+        signer = signing.signer_for(site, ctx.profile, ctx.secrets, create=False)
+        trusted = (signer.public_key_of(check.key_id) if isinstance(signer, signing.KeyVaultSigner)
+                   else signer.public_key())
+    except Exception as exc:
+        raise ArchiveError(str(run_dir), [f"refusing to resume: cannot read this site's signing key to check who "
+                                          f"signed the run ({type(exc).__name__}: {exc})"]) from None
+    problems = archive.signature(run_dir, trusted=trusted, trusted_name="this site's signing key").problems
+    if problems:
+        raise ArchiveError(str(run_dir), ["refusing to resume: " + problems[0], *problems[1:]])
 
 
 def _check_notebooks(notebooks_dir: Path, phases: list[runbook.Phase]) -> None:

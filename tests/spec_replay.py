@@ -31,6 +31,7 @@ SPEC_FILES = [
     "2026-05-01/connectedClusters.json",
     SPECS / "arc/specification/kubernetesconfiguration/resource-manager/Microsoft.KubernetesConfiguration/"
     "extensions/stable/2025-03-01/extensions.json",
+    SPECS / "keyvault/specification/keyvault/data-plane/Microsoft.KeyVault/stable/7.5/keys.json",
 ]
 
 # Examples that sit in a spec's examples folder but that its revision does not reference

@@ -19,7 +19,7 @@ import yaml
 from notebook_kit import crlib_run
 from testkit import site_data
 
-from crlib import archive, runbook, runner
+from crlib import archive, runbook, runner, signing
 from crlib.cli import main
 from crlib.errors import ArchiveError
 from crlib.secrets import LocalSecretStore
@@ -89,14 +89,43 @@ def test_a_planted_kernel_launcher_is_refused_and_never_runs(copy, tmp_path):
     assert not marker.exists() and list(marker.parent.iterdir()) == []
 
 
-def test_a_planted_launcher_sealed_into_new_sums_still_never_runs(copy, failed_run, tmp_path):
-    """Regenerated sums pass the hash check (the signature will catch them): the kernels still start
-    outside the folder with PYTHONSAFEPATH=1, so the planted file is never imported."""
+def resum(run_dir: Path) -> None:
+    """What anyone able to write the folder can do: SHA256SUMS rewritten to match (sha256sum's
+    format), SIGNATURE left as it was."""
+    lines = [f"{archive.sha256_file(p)}  {p.relative_to(run_dir).as_posix()}\n" for p in archive.archived_files(run_dir)]
+    (run_dir / archive.SUMS).write_text("".join(lines))
+
+
+def test_a_planted_launcher_with_regenerated_sums_is_refused_on_the_signature(copy, tmp_path):
     marker = tmp_path / "outside" / "planted-ran"
     marker.parent.mkdir()
     plant_launcher(copy, marker)
-    (copy / archive.SUMS).unlink()
-    archive.seal(copy)
+    resum(copy)
+    message = refused(copy)
+    assert "SIGNATURE does not match SHA256SUMS: the sums changed after they were signed" in message
+    assert not marker.exists()
+
+
+def test_a_planted_launcher_resigned_with_another_key_is_refused(copy, tmp_path):
+    marker = tmp_path / "outside" / "planted-ran"
+    marker.parent.mkdir()
+    plant_launcher(copy, marker)
+    someone_else = signing.LocalSigner(LocalSecretStore(tmp_path / "someone-else"))
+    archive.seal(copy, signer=someone_else)
+    archive.unseal(copy)  # the signature holds, with its own key ...
+    assert archive.signature(copy).problems == []
+    message = refused(copy)  # ... which is not the site's
+    assert f"signed by {someone_else.key_id}" in message and "not by this site's signing key" in message
+    assert not marker.exists()
+
+
+def test_a_planted_launcher_signed_with_the_sites_own_key_still_never_runs(copy, failed_run, tmp_path):
+    """Whoever holds the site's key can sign anything: the kernels still start outside the folder
+    with PYTHONSAFEPATH=1, so a planted file is never imported."""
+    marker = tmp_path / "outside" / "planted-ran"
+    marker.parent.mkdir()
+    plant_launcher(copy, marker)
+    archive.seal(copy, signer=signing.LocalSigner(LocalSecretStore(failed_run["site"]["secrets"]["local_dir"])))
     run = runner.Run.resume(copy)
     record = run.run(progress=False)
     assert [a["from"] for a in record["attempts"]] == ["00-prerequisites", "01-iot-hub-and-device"]
@@ -153,13 +182,13 @@ def test_seal_under_umask_077_adds_no_permission(tmp_path):
         (folder / "notebooks" / "00.ipynb").write_text("{}\n")
         (folder / "check.sh").write_text("#!/bin/sh\n")
         (folder / "check.sh").chmod(0o755)  # written wider than the umask allows: seal narrows it
-        archive.seal(folder)
+        archive.seal(folder, signer=signing.LocalSigner(LocalSecretStore(tmp_path / "store")))
     finally:
         os.umask(previous)
     modes = {p.relative_to(folder).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in folder.rglob("*")}
     assert stat.S_IMODE(folder.stat().st_mode) == 0o500
     assert modes == {"notebooks": 0o500, "run.json": 0o400, "notebooks/00.ipynb": 0o400, "check.sh": 0o500,
-                     "SHA256SUMS": 0o400}
+                     "SHA256SUMS": 0o400, "SIGNATURE": 0o400}
     assert archive.verify(folder) == []
 
 
@@ -175,8 +204,7 @@ def test_verify_prints_no_part_of_a_secret(copy, failed_run, capsys):
     try:
         with (copy / "steps.jsonl").open("a") as fh:
             fh.write(f'{{"event": "note", "password": "{secret}"}}\n')
-        (copy / archive.SUMS).unlink()
-        archive.seal(copy)  # the hashes match: the secret is the only finding
+        resum(copy)  # the hashes match: the signature and the secret are the findings
         assert main(["archive", "verify", str(copy)]) == 1
     finally:
         LocalSecretStore(failed_run["site"]["secrets"]["local_dir"]).delete(name)

@@ -59,7 +59,7 @@ def test_an_archive_holds_no_secret_and_every_flipped_byte_is_caught(new_site, t
     secrets = _store_values(tmp_path / f"secrets-{site.site}")
     assert len(secrets) >= 2  # the hub's and the device's connection strings
     assert archive.verify(run.dir, secrets=secrets) == []
-    files = [*archive.archived_files(run.dir), run.dir / archive.SUMS]
+    files = [*archive.archived_files(run.dir), run.dir / archive.SUMS, run.dir / archive.SIGNATURE]
     caught = tried = 0
     for victim in files:
         for fraction in (0.0, 0.37, 0.5, 0.99):

@@ -1,1 +1,1 @@
-"""Azure Key Vault's secrets data plane: one vault, on a port of its own (`key_vault_url`)."""
+"""Azure Key Vault's secrets and keys data plane: one vault, on a port of its own (`key_vault_url`)."""

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from ..core.errors import SandboxError
 from ..core.http import RouterSpec, json_response
-from . import models, responses
+from . import keys_responses, models, responses
 
 if TYPE_CHECKING:
     from ..core.http import Call, Route
@@ -38,6 +38,18 @@ URLS = [
     ("GET", "/deletedsecrets/{name}", responses.get_deleted),
     ("POST", "/deletedsecrets/{name}/recover", responses.recover_deleted),
     ("DELETE", "/deletedsecrets/{name}", responses.purge_deleted),
+    ("GET", "/keys", keys_responses.list_keys),
+    ("GET", "/keys/{name}/versions", keys_responses.list_versions),
+    ("POST", "/keys/{name}/create", keys_responses.create_key),
+    ("GET", "/keys/{name}", keys_responses.get_key),
+    ("GET", "/keys/{name}/{version}", keys_responses.get_key),
+    ("POST", "/keys/{name}/{version}/sign", keys_responses.sign, False),
+    ("POST", "/keys/{name}/{version}/verify", keys_responses.verify, False),
+    ("DELETE", "/keys/{name}", keys_responses.delete_key),
+    ("GET", "/deletedkeys", keys_responses.list_deleted),
+    ("GET", "/deletedkeys/{name}", keys_responses.get_deleted),
+    ("POST", "/deletedkeys/{name}/recover", keys_responses.recover_deleted),
+    ("DELETE", "/deletedkeys/{name}", keys_responses.purge_deleted),
 ]
 
 
