@@ -344,8 +344,32 @@ def read_record(run_dir: Path) -> dict:
     return json.loads(read_private(Path(run_dir) / RECORD))
 
 
+KINDS = ("deploy", "plan", "rotate", "teardown")
+
+
+def run_kind(notebooks: Iterable[str], plan_only: bool) -> str:
+    """What a run is, from the notebooks it runs: `plan` (writes nothing), `teardown` (99),
+    `rotate` (90), else `deploy`."""
+    numbers = {name.split("-")[0] for name in notebooks}
+    return "plan" if plan_only else "teardown" if "99" in numbers else "rotate" if "90" in numbers else "deploy"
+
+
+def record_kind(record: Mapping[str, Any]) -> str:
+    """A record's kind; records written before `kind` existed get it from their notebooks."""
+    return record.get("kind") or run_kind([n.get("name", "") for n in record.get("notebooks", [])],
+                                          bool(record.get("plan_only")))
+
+
+def short_steps(steps: list[str]) -> str:
+    """A run's steps, short: 'rotate', 'prerequisites..checks (13)'."""
+    if len(steps) <= 2:
+        return ", ".join(steps)
+    return f"{steps[0]}..{steps[-1]} ({len(steps)})"
+
+
 def list_runs(runs_dir: Path | str) -> pd.DataFrame:
-    """A table of the runs under `runs_dir`, newest first."""
+    """A table of the runs under `runs_dir`, newest first: each run's kind and steps, and for a
+    failed run the step (or "before any notebook") and the reason."""
     import pandas as pd
 
     rows = []
@@ -355,9 +379,12 @@ def list_runs(runs_dir: Path | str) -> pd.DataFrame:
         except (OSError, ValueError):  # no record, a symlinked one, or not JSON: not a run
             continue
         failed = record.get("failed") or {}
-        rows.append({"run": run_dir.name, "site": record.get("site"), "target": record.get("target", {}).get("kind"),
+        ran = record.get("ran") or [s["step"] for s in record.get("steps", [])]
+        rows.append({"run": run_dir.name, "site": record.get("site"), "kind": record_kind(record),
+                     "steps": short_steps(ran), "target": record.get("target", {}).get("kind"),
                      "started": record.get("started"), "status": record.get("status"),
-                     "failed_step": failed.get("step", ""), "duration_s": record.get("duration_s"),
+                     "failed_step": failed.get("step", ""), "reason": failed.get("reason", ""),
+                     "duration_s": record.get("duration_s"),
                      "sealed": (run_dir / SUMS).is_file(), "signed": (run_dir / SIGNATURE).is_file()})
-    return pd.DataFrame(rows, columns=["run", "site", "target", "started", "status", "failed_step", "duration_s",
-                                       "sealed", "signed"])
+    return pd.DataFrame(rows, columns=["run", "site", "kind", "steps", "target", "started", "status", "failed_step",
+                                       "reason", "duration_s", "sealed", "signed"])

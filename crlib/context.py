@@ -4,6 +4,7 @@ cache through which later steps reuse what earlier ones read in the same process
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from .errors import ParameterError
@@ -29,6 +30,14 @@ class RunContext:
     def secret_name(self, purpose: str) -> str:
         """Secret names are per site, e.g. crlib-lab1-sync-password."""
         return f"crlib-{self.site.site}-{purpose}"
+
+    @property
+    def secrets_location(self) -> str:
+        """Where the site's secrets are kept, as messages and the host scripts name it."""
+        if self.site.secrets.store == "keyvault":
+            return f"Key Vault {self.site.secrets.vault_url or self.profile.default_vault_url}"
+        directory = getattr(self.secrets, "directory", None)  # the store this context was given
+        return str(directory or local_store_dir(self.site, self.profile))
 
     def secret_reference(self, purpose: str) -> str:
         """What records carry instead of the secret's value."""
@@ -58,7 +67,18 @@ def secret_store_for(site: Site, profile: TargetProfile) -> SecretStore:
             raise ParameterError("secrets.vault_url", f"is required: target '{profile.kind}' supplies no Key Vault")
         credential = cast("TokenCredential", profile.credential)  # TargetProfile.credential is typed object
         return KeyVaultSecretStore(vault_url, credential, **options)
-    return LocalSecretStore(site.secrets.local_dir)
+    return LocalSecretStore(local_store_dir(site, profile))
+
+
+# Where local secret stores go when the parameters name no folder: one folder per target inside.
+DEFAULT_STORE_ROOT = "~/.local/state/crlib/secrets"
+
+
+def local_store_dir(site: Site, profile: TargetProfile) -> Path:
+    """secrets.local_dir, or by default a folder named after the target (`<kind>-<tenant>-<subscription>`)."""
+    if site.secrets.local_dir:
+        return Path(site.secrets.local_dir).expanduser()
+    return Path(DEFAULT_STORE_ROOT).expanduser() / profile.store_scope()
 
 
 def open_context(site: Site, *, secrets: SecretStore | None = None) -> RunContext:

@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 KERNEL_NAME = "python3"
+TRANSPORT = "ipc" if os.name == "posix" else "tcp"  # Windows has no IPC transport in ZeroMQ
 # Binds no name: `__import__` returns the crlib package, whose warm_up() only imports.
 WARM_UP = "__import__('crlib.kernels').kernels.warm_up({steps!r})"
 # Steps whose kernels need more than the page API: the IoT Hub service SDK, the manifest validator.
@@ -77,35 +80,50 @@ class KernelAhead:
 
     def __init__(self, cwd: Path):
         self._cwd = cwd
-        self._waiting: tuple[Any, Any] | None = None  # (kernel manager, warm-up client)
+        self._waiting: deque[tuple[Any, Any]] = deque()  # (kernel manager, warm-up client), in notebook order
 
     def _start(self, steps: tuple[str, ...] = ()) -> tuple[Any, Any]:
         # nbclient's own kind of manager (async): it polls it for a dead kernel as it polls its own.
         from jupyter_client.manager import AsyncKernelManager
         from jupyter_core.utils import run_sync
 
-        manager = AsyncKernelManager(kernel_name=KERNEL_NAME)
-        with private_umask():
-            run_sync(manager.start_kernel)(cwd=str(self._cwd), env=kernel_env())
-        client = manager.blocking_client()
-        client.start_channels()
-        client.execute(WARM_UP.format(steps=tuple(steps)), silent=True, store_history=False)
+        # IPC: Unix sockets in the kernels' private (0700) working directory, named by an absolute
+        # path (kernel and client run in different folders) unique to this kernel. Not TCP on
+        # 127.0.0.1: no other local user can reach the sockets, and ipykernel has no cause to warn
+        # "Kernel is running over TCP without encryption" for every notebook. Sockets are not
+        # regular files, so collecting the folder's files never archives them.
+        ipc = {"transport": "ipc", "ip": str(self._cwd.absolute() / f"kernel-{secrets.token_hex(4)}")} \
+            if TRANSPORT == "ipc" else {}
+        manager = AsyncKernelManager(kernel_name=KERNEL_NAME, **ipc)
+        try:
+            with private_umask():
+                run_sync(manager.start_kernel)(cwd=str(self._cwd), env=kernel_env())
+            client = manager.blocking_client()
+            client.start_channels()
+            client.execute(WARM_UP.format(steps=tuple(steps)), silent=True, store_history=False)
+        except BaseException:  # Ctrl-C while it starts: stopped, not left to outlive crlib
+            self.stop(manager)
+            raise
         return manager, client
 
-    def start_next(self, steps: tuple[str, ...] = ()) -> None:
-        """Start the kernel for the next notebook, which runs `steps`."""
-        if self._waiting is None:
-            self._waiting = self._start(steps)
+    def start_next(self, steps: tuple[str, ...] = (), *, ahead: int = 1) -> None:
+        """Start the kernel for a following notebook, which runs `steps`, unless `ahead` kernels
+        wait already. A plan run starts every kernel at once (its notebooks are short: waiting for
+        each next kernel would be most of its time); an apply run keeps one waiting."""
+        if len(self._waiting) < ahead:
+            self._waiting.append(self._start(steps))
 
     def take(self, steps: tuple[str, ...] = ()) -> Any:
-        manager, client = self._waiting or self._start(steps)
-        self._waiting = None
+        manager, client = self._waiting.popleft() if self._waiting else self._start(steps)
         try:
             # The warm-up's reply: the imports are done (or failed, which the notebook's own first
             # cell will then show). Either way the kernel is ready for its notebook.
             client.get_shell_msg(timeout=_READY_TIMEOUT)
         except Exception:
             pass
+        except BaseException:  # Ctrl-C: the kernel, no one's now, would outlive crlib and print to its stderr
+            self.stop(manager)
+            raise
         finally:
             client.stop_channels()
         return manager
@@ -118,8 +136,7 @@ class KernelAhead:
             run_sync(manager.shutdown_kernel)(now=True)
 
     def finish(self) -> None:
-        if self._waiting is not None:
-            manager, client = self._waiting
-            self._waiting = None
+        while self._waiting:
+            manager, client = self._waiting.popleft()
             client.stop_channels()
             self.stop(manager)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from . import params as parameters
-from . import runbook
+from . import plan_view, progress, runbook
 from .errors import CrlibError, NotConfirmed, ParameterError, RunFailed
 from .forms import Form, lookup
 from .plans import Action, StepPlan
@@ -50,6 +50,8 @@ COMMON_PARAMETERS = {
     "plan_only": (False, "true: show the plan and stop; nothing is written"),
     "interactive": (True, "false for headless runs (crlib run, papermill): no form is shown"),
     "results_path": ("", "JSON-lines file that collects each step's start, result or failure (set by crlib run)"),
+    "approved_plan": ("", "JSON: the resource changes approved at crlib run's prompt; an apply whose plan differs "
+                          "writes nothing (set by crlib run)"),
 }
 _BOOLEANS = ("confirm", "plan_only", "interactive")
 _IPYTHON_NAMES = {"In", "Out"}
@@ -120,11 +122,9 @@ def results_table(results: list[StepResult]) -> pd.DataFrame:
                   ["step", "status", "duration_s", "changes", "resource_ids", "secrets"])
 
 
-def _resource_changes(planned: list[StepResult]) -> list[tuple[str, str, str, str, str]]:
-    """What a plan would do to resources: its creates, updates and deletes with their fields. Runs
-    (a pull, a push with a fresh tag, a wait) are operations, and are made anew by every plan."""
-    return [(r.step, c["action"], c["kind"], c["name"], json.dumps(c["fields"], sort_keys=True))
-            for r in planned for c in r.plan if c["action"] != "run"]
+def _resource_changes(planned: list[StepResult]) -> list[list[str]]:
+    """What a plan would do to resources (crlib.plan_view.resource_changes)."""
+    return plan_view.resource_changes({"step": r.step, "plan": r.plan} for r in planned)
 
 
 def plan_table(planned: list[StepResult]) -> pd.DataFrame:
@@ -163,8 +163,9 @@ class Page:
         self.phase = phase
         self.values = values
         self.form_overrides: dict[str, object] = {}
-        self.site = parameters.load_file(values["params_file"], values["overrides"])
+        self.site = parameters.load_file(values["params_file"], values["overrides"], flag="overrides:")
         self.options = {name: values[name] for name in phase.option_names}
+        progress.set_headless(not values["interactive"])  # headless: progress as lines the record keeps
         self.planned: list[StepResult] | None = None
         self.plans: dict[str, StepPlan] = {}  # step -> the plan shown, applied as shown when confirmed
         self.applied: list[StepResult] = []
@@ -274,6 +275,11 @@ class Page:
         """The plans shown, when they may be applied as they are. Headless and confirmed: as planned,
         without reading again. Interactively time passes between plan and apply, so the steps plan
         again; if that plan differs from the one confirmed, the button must be pressed again."""
+        if self.values["approved_plan"] and self.planned is not None:
+            approved = json.loads(self.values["approved_plan"])
+            if _resource_changes(self.planned) != approved:
+                raise NotConfirmed("plan: what this notebook would change now differs from the plan approved at the "
+                                   "prompt (Azure changed in between); nothing was written; run again to see the new plan")
         if self.values["confirm"] or self.planned is None:
             return self.plans
         fresh: dict = {}
@@ -394,6 +400,9 @@ class Page:
         rows = []
         for result in self.applied or self.planned or []:
             for key, value in result.details.items():
+                if key == "evidence" and isinstance(value, list):  # the checks' findings: one line each, in words
+                    rows += [{"step": result.step, "detail": key, "value": MASKER.redact(str(line))} for line in value]
+                    continue
                 if key == "record":  # the manifest's record copy is long; the archive keeps it in results
                     value = "(kept in the run's results)"
                 shown = value if isinstance(value, str) else json.dumps(value, default=str)

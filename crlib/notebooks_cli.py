@@ -17,16 +17,28 @@ from . import bundled
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("notebooks", help="list the runbook's notebooks, or copy them to open in JupyterLab")
+    parser = sub.add_parser("notebooks", help="list the runbook's notebooks, or copy them to open in JupyterLab",
+                            description="The runbook's notebooks and example parameter files, as crlib ships "
+                                        "them: list them, or copy them where JupyterLab opens them.",
+                            epilog="examples:\n  crlib notebooks list\n  crlib notebooks copy ~/crlib && "
+                                   "jupyter lab ~/crlib/notebooks",
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="notebooks_command", required=True)
-    listing = commands.add_parser("list", help="the notebooks and example parameter files crlib ships")
+    listing = commands.add_parser("list", help="the notebooks and example parameter files crlib ships",
+                                  description="Each notebook with its title and each example parameter file with "
+                                              "its first comment, and the folders they are in.",
+                                  epilog="example:\n  crlib notebooks list",
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     listing.set_defaults(func=_list)
     copy = commands.add_parser(
         "copy", help="copy the notebooks to DIR/notebooks and the example parameter files to DIR/parameters",
         description="Copy the runbook's notebooks to DIR/notebooks/ and the example parameter files to "
                     "DIR/parameters/: the notebooks read ../parameters/sandbox.yaml by default, so `jupyter lab "
                     "DIR/notebooks` opens them ready to run against `crlib sandbox start`. Existing files are "
-                    "left alone unless --force is given.")
+                    "left alone unless --force is given.",
+        epilog="examples:\n  crlib notebooks copy ~/crlib\n  crlib notebooks copy ~/crlib --force    "
+               "overwrite earlier copies",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     copy.add_argument("dir", type=Path, metavar="DIR")
     copy.add_argument("--force", action="store_true", help="overwrite files that exist")
     copy.set_defaults(func=_copy)

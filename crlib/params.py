@@ -8,12 +8,13 @@ appear here, only references to a secret store. Every refusal is a ParameterErro
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import ipaddress
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal, get_args
 
 import isodate
 import yaml
@@ -489,14 +490,17 @@ def _key_vault_url(value: str | None) -> str | None:
 
 class Secrets(_Model):
     store: Literal["local", "keyvault"] = "local"
-    local_dir: str = Field("~/.local/state/crlib/secrets", description="an absolute path (~ allowed) outside the "
-                           "repository and every runs folder, which are archived or shared")
+    local_dir: str | None = Field(None, description="an absolute path (~ allowed) outside the repository and every "
+                                  "runs folder, which are archived or shared; default: a folder per target under "
+                                  "~/.local/state/crlib/secrets (one site name on two targets never shares secrets)")
     vault_url: str | None = None
     # vault_url is required for keyvault on Azure (Site checks it); the sandbox supplies its own vault.
 
     @field_validator("local_dir")
     @classmethod
-    def _local_dir(cls, value: str) -> str:
+    def _local_dir(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         path = Path(value).expanduser()
         if not path.is_absolute():
             raise ValueError(f"'{value}' is a relative path; give an absolute one (or ~/...) outside the repository "
@@ -878,27 +882,114 @@ class Site(_Model):
                                  f"Microsoft supports {wanted}.x modules with the IoT Edge {runtime} runtime")
 
 
+# Plain words for every Field(pattern=...) above, so that a refusal never shows a regular
+# expression (tests/steps/test_params.py checks that each pattern has its words).
+PATTERN_WORDS = {
+    r"^[a-z0-9.-]+(:\d+)?$": "is not a registry host (lowercase letters, digits, '.' and '-', then an optional "
+                             ":port, such as mcr.microsoft.com)",
+    r"^[a-z0-9][a-z0-9-]{0,40}$": "is not a site name (1-41 lowercase letters, digits and '-', starting with a "
+                                  "letter or digit)",
+    r"^[a-z0-9]+$": "is not an Azure region name (lowercase letters and digits, such as westus)",
+}
+
+
 def _field_of(error: ErrorDetails) -> str:
     return ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-")) or "(site)"
 
 
-def load(data: dict) -> Site:
-    """Validate a parameter mapping; raise ParameterError naming the first bad field."""
-    try:
-        return Site.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        message = first["msg"].removeprefix("Value error, ")
-        field = _field_of(first)
-        if first["type"] == "extra_forbidden":
-            message = "unknown parameter"
+def _inner_model(annotation: object) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((found for arg in get_args(annotation) if (found := _inner_model(arg)) is not None), None)
+
+
+def _model_at(parts: list[str]) -> type[BaseModel] | None:
+    """The model a dotted field's parts lead to from Site (list indexes skipped), if any."""
+    model: type[BaseModel] | None = Site
+    for part in parts:
+        if part.isdigit() or model is None:
+            continue
+        field = model.model_fields.get(part)
+        model = _inner_model(field.annotation) if field is not None else None
+    return model
+
+
+def _keys(model: type[BaseModel]) -> str:
+    names = list(model.model_fields)
+    return ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
+
+
+def _plain(error: ErrorDetails, field: str) -> str:
+    """pydantic's message in plain words: what was expected, never a regex or a class name."""
+    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
+    parts = [] if field == "(site)" else field.split(".")
+    shown = repr(value) if not isinstance(value, dict | list) else "a " + type(value).__name__
+    if kind == "extra_forbidden":
+        parent = _model_at(parts[:-1])
+        names = list(parent.model_fields) if parent is not None else []
+        close = difflib.get_close_matches(parts[-1], names, n=1, cutoff=0.6) if parts else []
+        if close:
+            return f"unknown parameter (did you mean '{close[0]}'?)"
+        return f"unknown parameter ({'.'.join(parts[:-1]) or 'a site'} takes {', '.join(names)})" if names \
+            else "unknown parameter"
+    if kind == "missing":
+        return "Field required"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        model = _model_at(parts)
+        return f"expected a mapping with {_keys(model)}, not {shown}" if model is not None else \
+            f"expected a mapping, not {shown}"
+    if kind == "string_pattern_mismatch":
+        return f"{shown} {PATTERN_WORDS.get(str(ctx.get('pattern')), 'does not have the expected form')}"
+    if kind == "literal_error":
+        return f"must be {ctx.get('expected')}, not {shown}"
+    plain = {"string_type": "expected a valid string", "list_type": "expected a list", "bool_type": "expected true or false",
+             "bool_parsing": "expected true or false", "int_type": "expected a whole number",
+             "int_parsing": "expected a whole number", "int_from_float": "expected a whole number",
+             "float_type": "expected a number", "float_parsing": "expected a number"}
+    if kind in plain:
+        return f"{plain[kind]}, not {shown}"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        bound = {"greater_than_equal": ("at least", "ge"), "greater_than": ("more than", "gt"),
+                 "less_than_equal": ("at most", "le"), "less_than": ("less than", "lt")}[kind]
+        return f"must be {bound[0]} {ctx.get(bound[1])}, not {shown}"
+    if kind == "too_short":
+        return f"needs at least {ctx.get('min_length')} item(s)"
+    if kind == "too_long":
+        return f"takes at most {ctx.get('max_length')} item(s)"
+    return error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ").replace(
+        "Input should be", "should be")
+
+
+def _problems(exc: ValidationError) -> list[tuple[str, str]]:
+    """Every finding as (field, message), in pydantic's order; a "required" finding that an unknown
+    key at the same level explains (a typo) is left out: that key's finding names it."""
+    found: list[tuple[str, str]] = []
+    for error in exc.errors():
+        field = _field_of(error)
+        message = _plain(error, field)
         # Validators that look across fields name the one at fault: "field: message", relative to
         # where the validator sits ("(site)" for the whole site).
         named = re.match(r"^([a-z_]+(?:\.[a-z_]+)*): (.*)$", message, re.S)
-        if named:
+        if named and error["type"] == "value_error":
             field = named.group(1) if field == "(site)" else f"{field}.{named.group(1)}"
             message = named.group(2)
-        raise ParameterError(field, message) from None
+        found.append((field, message))
+    meant = set()
+    for field, message in found:
+        typo = re.match(r"unknown parameter \(did you mean '(\w+)'\?\)", message)
+        if typo:
+            meant.add(".".join([*field.split(".")[:-1], typo.group(1)]))
+    return [(f, m) for f, m in found if not (m == "Field required" and f in meant)]
+
+
+def load(data: dict, *, where: Callable[[str], str | None] | None = None) -> Site:
+    """Validate a parameter mapping; raise ParameterError listing every bad field (the first one
+    is its `field`). `where` names the place of a field ("file:line", "-p key"), when known."""
+    try:
+        return Site.model_validate(data)
+    except ValidationError as exc:
+        problems = [((where(field) if where else None), field, message) for field, message in _problems(exc)]
+        raise ParameterError(problems[0][1], problems[0][2], problems=problems) from None
 
 
 # Secret shapes a parameter file must never hold, in values or comments (issue 15). Each is
@@ -931,19 +1022,74 @@ def refuse_secrets(text: str, source: str) -> None:
                                                            "references only")
 
 
-def load_file(path: Path | str, overrides: dict | None = None) -> Site:
+def _key_lines(text: str) -> dict[tuple[str, ...], int]:
+    """The line (1-based) of every key and list item of a YAML document, by its path of keys."""
+    lines: dict[tuple[str, ...], int] = {}
+
+    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                lines[(*path, str(key.value))] = key.start_mark.line + 1
+                walk(value, (*path, str(key.value)))
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                lines[(*path, str(index))] = item.start_mark.line + 1
+                walk(item, (*path, str(index)))
+
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        raise ParameterError(str(path), "no such parameter file (crlib notebooks copy DIR writes examples to "
+                                        "start from)") from None
+    except IsADirectoryError:
+        raise ParameterError(str(path), "is a folder, not a parameter file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ParameterError(str(path), f"cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+
+
+def load_file(path: Path | str, overrides: dict | None = None, *, flag: str = "-p") -> Site:
     """A parameter file, with overrides given as dotted keys: {"connected_registry.mode": "ReadWrite"}.
 
-    The raw text is checked for secrets first (comments too): a file holding one is refused."""
-    text = Path(path).read_text()
+    The raw text is checked for secrets first (comments too): a file holding one is refused. Every
+    refusal names the file and line (or the override, as `flag key`) of each field at fault."""
+    path = Path(path)
+    text = _read(path)
     refuse_secrets(text, str(path))
-    data = yaml.safe_load(text) or {}
+    try:
+        data = yaml.safe_load(text) or {}
+        lines = _key_lines(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        context = getattr(exc, "context", None)
+        raise ParameterError(at, f"not valid YAML: {what}" + (f" ({context})" if context else "")) from None
+    if not isinstance(data, dict):
+        raise ParameterError(str(path), f"holds {type(data).__name__}, not a mapping of parameters "
+                                        "(site: ..., resource_group: ..., ...)")
+    keys = {dotted: tuple(dotted.split(".")) for dotted in overrides or {}}
     for dotted, value in (overrides or {}).items():
         target = data
         *parents, last = dotted.split(".")
         for part in parents:
             target = target.setdefault(part, {})
             if not isinstance(target, dict):
-                raise ParameterError(dotted, "overrides a value that is not a mapping")
+                raise ParameterError(dotted, "overrides a value that is not a mapping", where=f"{flag} {dotted}")
         target[last] = value
-    return load(data)
+
+    def where(field: str) -> str | None:
+        parts = tuple(field.split("."))
+        for dotted, key in sorted(keys.items(), key=lambda item: -len(item[1])):
+            if parts[:len(key)] == key:
+                return f"{flag} {dotted}"
+        known = next((lines[parts[:n]] for n in range(len(parts), 0, -1) if parts[:n] in lines), None)
+        return f"{path}:{known}" if known else str(path)
+
+    return load(data, where=where)

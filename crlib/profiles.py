@@ -8,16 +8,18 @@ endpoints, hubs and gateways always come from service responses, never from thes
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import retries
-from .errors import ParameterError, PreconditionFailed
+from .errors import ParameterError, PreconditionFailed, SignInFailed
 from .extras import sandbox_control
 from .params import Site
 
@@ -93,6 +95,17 @@ class TargetProfile:
     @property
     def credential_scopes(self) -> list[str]:
         return [f"{self.arm_endpoint}/.default"]
+
+    def store_scope(self) -> str:
+        """The target's identity, which the default secret store folder is named after: the sandbox's
+        own tenant (new for every sandbox state folder), or Azure's tenant and subscription. One site
+        name on two targets then never shares a store."""
+        tenant = self.tenant_id
+        if tenant is None:
+            with sign_in_errors(self.kind):
+                token = self.credential.get_token(*self.credential_scopes).token
+            tenant = _token_claims(token).get("tid") or "unknown-tenant"
+        return f"{self.kind}-{tenant}-{self.subscription_id}"
 
     def device_access(self, site: Site) -> DeviceAccess | None:
         """The parameters' device.address and device.ca_cert; without an address, what the sandbox
@@ -214,6 +227,36 @@ def refuse_sandbox_ca(environ: Mapping[str, str] | None = None) -> None:
                                                f"must not trust; unset {variable} for azure runs")
 
 
+SIGN_IN_HINT = ("sign in with `az login`, or set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET "
+                "(or use a managed identity)")
+
+
+@contextlib.contextmanager
+def sign_in_errors(kind: str) -> Iterator[None]:
+    """A credential that cannot get a token, as SignInFailed in one line naming what to run or set
+    (instead of azure-identity's account of every credential it tried)."""
+    from azure.core.exceptions import ClientAuthenticationError
+    from azure.identity import CredentialUnavailableError
+
+    quiet = logging.getLogger("azure.identity")  # it logs every credential it tried, as a warning
+    level = quiet.level
+    quiet.setLevel(max(level, logging.ERROR))
+    try:
+        yield
+    except ClientAuthenticationError as exc:
+        text = str(exc.message if getattr(exc, "message", None) else exc)
+        if kind == "sandbox":
+            raise SignInFailed("the sandbox refused crlib's sign-in; is it the one the parameters name "
+                               "(target.sandbox_state_dir)? crlib sandbox status shows it") from None
+        if isinstance(exc, CredentialUnavailableError) or "failed to retrieve a token from the included" in text:
+            raise SignInFailed(f"no Azure credentials: {SIGN_IN_HINT}") from None
+        first = (text.strip().splitlines() or [type(exc).__name__])[0]
+        raise SignInFailed(f"Azure refused the sign-in ({first}); sign in again with `az login`, or check "
+                           "AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET") from None
+    finally:
+        quiet.setLevel(level)
+
+
 def azure_profile(site: Site) -> TargetProfile:
     from azure.identity import DefaultAzureCredential
 
@@ -223,6 +266,18 @@ def azure_profile(site: Site) -> TargetProfile:
     arm, authority = CLOUDS[site.target.cloud]
     credential = DefaultAzureCredential(authority=authority)
     return TargetProfile("azure", arm, credential, site.subscription_id, None, True, ManualProvisioner())
+
+
+def _token_claims(token: str) -> dict:
+    """An access token's claims, read without checking its signature (only to name a folder)."""
+    import base64
+    import json
+
+    try:
+        payload = token.split(".")[1]
+        return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return {}
 
 
 def profile_for(site: Site) -> TargetProfile:

@@ -16,6 +16,10 @@ class Status(enum.StrEnum):
     DELETED = "deleted"
     PENDING = "pending"  # done by someone else, later: a script crlib wrote for the device host
     SKIPPED = "skipped"  # the step means nothing for this site's host (an IoT hub for an Arc cluster)
+    # Checks: they prove something rather than make it. A check that does not pass raises, and the
+    # run records its step `failed` (the runner's word, as for any step that raised).
+    PASSED = "passed"
+    FAILED = "failed"
 
 
 @dataclass

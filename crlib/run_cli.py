@@ -3,22 +3,71 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from . import archive, runbook, signing
 from .errors import CrlibError, ParameterError
 
+RUN_EXAMPLES = """\
+examples:
+  crlib run parameters/sandbox.yaml                        notebooks 00-06
+  crlib run parameters/sandbox.yaml --plan                 every plan; writes nothing
+  crlib run parameters/sandbox.yaml -p connected_registry.mode=ReadOnly -p hub.capacity=2
+  crlib run parameters/sandbox.yaml --only 90              rotate the sync password
+  crlib run parameters/sandbox.yaml --only 99-teardown     tear the site down
+  crlib run --resume runs/<run> [fixed-parameters.yaml]    continue from the first notebook not completed
+
+Bad parameters are refused before anything runs (exit 2), every problem listed in one line with its
+file:line (or -p key) and field. A failed or interrupted run is recorded as failed in its folder
+and says how to resume it (exit 1; 130 on Ctrl-C)."""
+
+VERIFY_EXAMPLES = """\
+examples:
+  crlib archive verify runs/<run>
+  crlib archive verify runs/<run> --key signer.pem
+  crlib archive verify runs/<run> --key-id local:<entry>/<sha256 prefix>"""
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, object]:
+    """`-p key=value` options as load_file's overrides: dotted keys, values read as YAML scalars
+    (ReadOnly, 2, true), a value that is not YAML kept as text."""
+    import re
+
+    import yaml
+
+    overrides: dict[str, object] = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not re.fullmatch(r"[A-Za-z_][\w-]*(?:\.[\w-]+)*", key):
+            raise ParameterError("-p", f"'{item}' is not KEY=VALUE with a dotted key, such as -p hub.capacity=2")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            value = text
+        overrides[key] = value
+    return overrides
+
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser("run", help="run the runbook's notebooks headless and archive them",
                          description="Execute the notebooks in order through papermill into "
-                                     "runs/<UTC>-<site>-<id>/, with run.json and SHA256SUMS.")
+                                     "runs/<UTC>-<site>-<id>/, with run.json, SHA256SUMS and SIGNATURE.",
+                         epilog=RUN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("params", nargs="?", type=Path, help="the site's parameter file (with --resume: a fixed one)")
     run.add_argument("--only", nargs="+", metavar="NOTEBOOK",
                      help=f"notebooks to run, by name or number ({', '.join(runbook.PHASE_NAMES)}); "
                           "default: 00 to 06")
     run.add_argument("--plan", action="store_true", help="show every notebook's plan; write nothing")
+    run.add_argument("--json", action="store_true", help="with --plan: print the plan as JSON")
+    run.add_argument("--yes", action="store_true",
+                     help="apply without showing the plan and asking first (in a terminal crlib asks; rotation "
+                          "and teardown need --yes when not in a terminal)")
+    run.add_argument("-p", "--parameter", action="append", dest="overrides", metavar="KEY=VALUE",
+                     help="override a parameter of the file (dotted key, YAML value; repeatable); validated "
+                          "like the file and recorded in run.json")
     run.add_argument("--resume", type=Path, metavar="RUN_DIR",
                      help="continue a run from its first notebook that did not complete")
     run.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run folders go (default: runs)")
@@ -27,13 +76,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(func=_run)
 
-    arch = sub.add_parser("archive", help="check and list run archives")
+    arch = sub.add_parser("archive", help="check and list run archives",
+                          description="Each run folder is a change record, sealed with SHA256SUMS and "
+                                      "SIGNATURE: verify one, or list them.",
+                          epilog="examples:\n  crlib archive list\n  crlib archive verify runs/<run>",
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = arch.add_subparsers(dest="archive_command", required=True)
     verify = commands.add_parser("verify", help="check an archive's hashes and signature, and scan it for secrets",
                                  description="Check every hash in SHA256SUMS, that SIGNATURE signs them, and "
                                              "that no secret is in any file; say who signed. Without --key or "
                                              "--key-id the signer is not pinned: anyone can re-sign with a key of "
-                                             "their own, so a reviewer pins the key they expect.")
+                                             "their own, so a reviewer pins the key they expect.",
+                                 epilog=VERIFY_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     verify.add_argument("run_dir", type=Path)
     pin = verify.add_mutually_exclusive_group()
     pin.add_argument("--key", type=Path, metavar="FILE",
@@ -43,9 +97,32 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                           "read from the vault with the run's target credentials) or a local key id "
                           "(local:<entry>/<sha256 prefix>, which names its public key)")
     verify.set_defaults(func=_verify)
-    listing = commands.add_parser("list", help="a table of runs")
+    listing = commands.add_parser("list", help="a table of runs",
+                                  description="A table of the run folders: when, site, status, notebooks.",
+                                  epilog="example:\n  crlib archive list --runs-dir runs",
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     listing.add_argument("--runs-dir", type=Path, default=Path("runs"))
     listing.set_defaults(func=_list)
+    show = commands.add_parser("show", help="a run's summary: who, when, where, what changed, how it ended",
+                               description="Print a run's record in words: site, kind, status, operator and "
+                                           "identity, times, tenant, subscription and target, who signed, each "
+                                           "notebook's and step's outcome with its changes, the checks' evidence, "
+                                           "and the failure with how to resume.",
+                               epilog="example:\n  crlib archive show runs/<run>",
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    show.add_argument("run_dir", type=Path)
+    show.set_defaults(func=_show)
+    report = commands.add_parser("report", help="write a run's record as one self-contained HTML file",
+                                 description="Write one HTML file: the run's summary (as `show` prints it), what "
+                                             "`verify` finds and who signed, then every archived notebook. It "
+                                             "fetches nothing when opened.",
+                                 epilog="examples:\n  crlib archive report runs/<run>            # writes "
+                                        "runs/<run>.html\n  crlib archive report runs/<run> -o review.html",
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    report.add_argument("run_dir", type=Path)
+    report.add_argument("-o", "--output", type=Path, metavar="FILE",
+                        help="where to write it (default: <RUN>.html beside the run folder, never inside it)")
+    report.set_defaults(func=_report)
 
 
 def _summary(record: dict) -> str:
@@ -59,39 +136,93 @@ def _summary(record: dict) -> str:
 
 
 def plan_text(record: dict) -> str:
-    """A plan run's changes, from the same data the notebooks' plan tables show: one line per
-    change with its action's symbol, then the counts."""
-    from .plans import Action
+    """A plan run's changes as operators read them (crlib/plan_view.py): per notebook and step,
+    each change with its action's symbol and fields, then the counts."""
+    from . import plan_view
 
-    lines, counts = [], dict.fromkeys(Action, 0)
-    for step in record["steps"]:
-        for change in step.get("plan") or []:
-            action = Action(change["action"])
-            counts[action] += 1
-            lines.append(f"  {action.symbol} {step['step']:<13} {change['kind']} '{change['name']}': {change['summary']}")
-    if not lines:
-        return "Plan: no changes."
-    return "\n".join([*lines, "", f"Plan: {counts[Action.CREATE]} to create, {counts[Action.UPDATE]} to update, "
-                                 f"{counts[Action.DELETE]} to delete, {counts[Action.RUN]} to run."])
+    return plan_view.render(record["steps"], title=f"Plan for site '{record['site']}' ({record['target']['kind']}):")
+
+
+DESTRUCTIVE = {"rotate": "replaces the sync token's password (the device must take the new one)",
+               "teardown": "deletes the site's resources"}
+
+
+def _approve(args: argparse.Namespace, phases: list, overrides: dict) -> int | None:
+    """Before an apply: in a terminal, plan first (its own run folder, kind plan), show the plan and
+    ask; anything but 'yes' cancels with nothing written. Not in a terminal, an apply goes ahead,
+    except rotation and teardown, which need --yes. None means go ahead; else the exit code."""
+    from . import plan_view, runner
+
+    destroys = [f"{p.notebook} {DESTRUCTIVE[step]}" for p in phases for step in p.steps if step in DESTRUCTIVE]
+    if not sys.stdin.isatty():
+        if destroys:
+            print(f"crlib run: {destroys[0]}; confirm with --yes (review it first: crlib run {args.params} --only "
+                  f"{' '.join(p.notebook[:2] for p in phases)} --plan)", file=sys.stderr)
+            return 2
+        return None
+    plan_run = runner.Run.create(args.params, runs_dir=args.runs_dir, phases=phases, plan=True, overrides=overrides)
+    record = plan_run.run(cell_timeout=args.cell_timeout, progress=not args.no_progress)
+    if record["status"] != "succeeded":
+        failed = record["failed"] or {}
+        print(f"crlib run: the plan failed in {failed.get('notebook')} at step {failed.get('step')}: "
+              f"{failed.get('error')} (recorded in {plan_run.dir}); nothing was written", file=sys.stderr)
+        return 1
+    print(plan_text(record))
+    if destroys:
+        print("\n" + "\n".join(f"Warning: {d}." for d in destroys))
+    print(f"\n(this plan is recorded in {plan_run.dir})")
+    try:
+        answer = input(f"\nDo you want to perform these actions on site '{record['site']}'?\n"
+                       "  Only 'yes' will be accepted to approve.\n\n  Enter a value: ")
+    except EOFError:
+        answer = ""
+    if answer.strip() != "yes":
+        print("\nApply cancelled: nothing was written.")
+        return 1
+    first = phases[0].notebook
+    args.approved = (plan_run.dir.name, plan_view.resource_changes(s for s in record["steps"] if s["notebook"] == first))
+    return None
 
 
 def _run(args: argparse.Namespace) -> int:
     from . import runner
+    from .cli import one_line
 
     try:
+        overrides = parse_overrides(args.overrides)
         if args.resume:
+            if not args.resume.is_dir():
+                raise ParameterError("--resume", f"{args.resume}: no such run folder (crlib archive list shows "
+                                                 "the runs)")
+            if overrides:
+                raise ParameterError("-p", "applies to a new run; with --resume, give a fixed parameter file")
             run = runner.Run.resume(args.resume, args.params)
         else:
             if args.params is None:
                 raise ParameterError("params", "give a parameter file, or --resume RUN_DIR")
-            run = runner.Run.create(args.params, runs_dir=args.runs_dir, phases=runner.select_phases(args.only),
-                                    plan=args.plan)
+            phases = runner.select_phases(args.only)
+            if not args.plan and not args.yes:
+                refused = _approve(args, phases, overrides)
+                if refused is not None:
+                    return refused
+            run = runner.Run.create(args.params, runs_dir=args.runs_dir, phases=phases,
+                                    plan=args.plan, overrides=overrides)
+            if getattr(args, "approved", None):
+                run.record["approved_plan_run"], run.approved_plan = args.approved
     except CrlibError as exc:  # refused before anything ran
-        print(f"crlib run: {exc}", file=sys.stderr)
+        if getattr(args, "debug", False):
+            import traceback
+
+            traceback.print_exc()
+        print(f"crlib run: {one_line(exc)[0]}", file=sys.stderr)
         return 2
     try:
         record = run.run(cell_timeout=args.cell_timeout, progress=not args.no_progress)  # records any failure
     except KeyboardInterrupt:
+        if getattr(args, "debug", False):
+            import traceback
+
+            traceback.print_exc()
         print(f"crlib run: interrupted; recorded as failed in {run.dir}; to continue: crlib run --resume {run.dir}",
               file=sys.stderr)
         return 130
@@ -100,10 +231,15 @@ def _run(args: argparse.Namespace) -> int:
         print(f"crlib run: failed before any notebook ran: {failed.get('error')} (recorded as failed in {run.dir}; "
               f"after fixing it: crlib run --resume {run.dir})", file=sys.stderr)
         return 1
-    print(_summary(record))
-    if record.get("plan_only"):
-        print("\n" + plan_text(record))
-    print(f"\narchive: {run.dir}")
+    if record.get("plan_only") and args.json:
+        from . import plan_view
+
+        print(json.dumps(plan_view.as_json(record), indent=2))
+    elif record.get("plan_only"):
+        print(plan_text(record))
+    else:
+        print(_summary(record))
+    print(f"\narchive: {run.dir}", file=sys.stderr if args.json else sys.stdout)
     if run.unsigned:
         print(f"crlib run: {run.unsigned}", file=sys.stderr)
     if record["status"] != "succeeded":
@@ -126,7 +262,7 @@ def archive_secrets(run_dir: Path) -> tuple[dict[str, str], str]:
         from .profiles import profile_for
         from .secrets import LocalSecretStore
 
-        store = (LocalSecretStore(site.secrets.local_dir) if site.secrets.store == "local"
+        store = (LocalSecretStore(site.secrets.local_dir) if site.secrets.store == "local" and site.secrets.local_dir
                  else secret_store_for(site, profile_for(site)))
         return archive.named_store_secrets(store, f"crlib-{site.site}-"), f"{site.secrets.store} secret store"
     except Exception as exc:  # an unreachable store still leaves the hash and shape checks
@@ -157,6 +293,9 @@ def _trusted_key(args: argparse.Namespace) -> tuple[signing.ec.EllipticCurvePubl
 
 def _verify(args: argparse.Namespace) -> int:
     """Findings name the file and the store entry or the shape found; no part of a secret is printed."""
+    if not args.run_dir.is_dir() and not args.run_dir.is_symlink():
+        raise ParameterError(str(args.run_dir), "no such run folder (crlib archive list shows the runs)"
+                             if not args.run_dir.exists() else "is not a run folder")
     # A symlink is reported before anything in the folder (its parameter file included) is read.
     problems = archive.tree_problems(args.run_dir, others=False)
     secrets: dict[str, str] = {}
@@ -189,4 +328,52 @@ def _verify(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     table = archive.list_runs(args.runs_dir)
     print(table.to_string(index=False) if not table.empty else f"no runs in {args.runs_dir}")
+    return 0
+
+
+def _readable_run(run_dir: Path, command: str) -> bool:
+    """A folder `show` and `report` may read: no symlink in it, a run.json; else one line says why."""
+    problems = archive.tree_problems(run_dir, others=False)
+    if not problems and not (run_dir / archive.RECORD).is_file():
+        problems = [f"no {archive.RECORD}: not a run folder"]
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        print(f"crlib archive {command}: refusing {run_dir}: {problems[0]}{more}", file=sys.stderr)
+        return False
+    return True
+
+
+def _show(args: argparse.Namespace) -> int:
+    from . import report
+
+    if not _readable_run(args.run_dir, "show"):
+        return 2
+    print(report.show_text(args.run_dir))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    """The report is checked with the archive's own secret scan before it is written."""
+    from . import report
+
+    run_dir = args.run_dir
+    if not _readable_run(run_dir, "report"):
+        return 2
+    output = args.output or run_dir.absolute().parent / f"{run_dir.absolute().name}.html"
+    if output.absolute().resolve().is_relative_to(run_dir.absolute().resolve()):
+        print(f"crlib archive report: refusing to write {output} inside the sealed run folder; give -o FILE "
+              "outside it", file=sys.stderr)
+        return 2
+    secrets, _ = archive_secrets(run_dir)
+    page = report.report_html(run_dir, archive.verify(run_dir, secrets=secrets))
+    found = archive.scan_bytes(page.encode(), secrets)
+    if found:
+        print(f"crlib archive report: not written: the report would hold {found[0]}", file=sys.stderr)
+        return 1
+    try:
+        archive.write_private(output, page)
+    except OSError as exc:
+        print(f"crlib archive report: cannot write {output} ({exc.strerror})", file=sys.stderr)
+        return 1
+    print(f"{output}: the report of {run_dir.name} ({len(page) // 1024} KiB, self-contained)")
     return 0

@@ -133,10 +133,12 @@ def execute(phase: runbook.Phase, run_dir: Path, parameters: dict, *, notebooks_
         if kernel is None:
             kernel = KernelAhead(workdir).take(phase.steps)
         # Saved after every cell: a timed-out or killed notebook's record then shows the cell that
-        # was running (the archive marks it failed and the rest "not run").
+        # was running (the archive marks it failed and the rest "not run"). A plan writes nothing,
+        # so its notebooks are saved once, when they end: saving costs it a third of its time.
         papermill.execute_notebook(str(source), str(output), parameters=values,
                                    cwd=str(workdir), kernel_name=KERNEL_NAME, progress_bar=False, log_output=False,
-                                   execution_timeout=cell_timeout, request_save_on_cell_execute=True,
+                                   execution_timeout=cell_timeout,
+                                   request_save_on_cell_execute=not parameters.get("plan_only"),
                                    km=kernel)
     except PapermillExecutionError as exc:
         first_line = next((line for line in (exc.source or "").splitlines() if line.strip()), None)
@@ -186,11 +188,17 @@ class Run:
         self._workdir: Path | None = None  # the kernels' working directory while the run goes on
         self.signer: signing.Signer | None = None  # got (or made) with the target, before any notebook
         self.unsigned: str | None = None  # why the seal has no signature, when it has none
+        # The resource changes approved at the prompt (plan_view.resource_changes of the plan run's
+        # first notebook), which that notebook's apply must match, or write nothing.
+        self.approved_plan: list | None = None
 
     # -- creating and resuming --------------------------------------------------------------------
     @classmethod
-    def create(cls, params_path: Path, *, runs_dir: Path, phases: list[runbook.Phase], plan: bool) -> Run:
-        site = load_file(params_path)  # refuse bad parameters before any folder or request
+    def create(cls, params_path: Path, *, runs_dir: Path, phases: list[runbook.Phase], plan: bool,
+               overrides: dict | None = None) -> Run:
+        """`overrides` (dotted keys, `crlib run -p`) are validated with the file, reflected in the
+        archived parameters.yaml and recorded, masked, in run.json."""
+        site = load_file(params_path, overrides)  # refuse bad parameters before any folder or request
         started = time.time()
         stamp = dt.datetime.fromtimestamp(started, dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         run_dir = runs_dir / f"{stamp}-{site.site}-{random.token_hex(3)}"
@@ -199,11 +207,14 @@ class Run:
         (run_dir / "notebooks").mkdir(mode=0o700)
         archive.write_private(run_dir / "parameters.yaml", archived_parameters(site))
         record = {"run": run_dir.name, "site": site.site, "crlib_version": __version__, "status": "running",
-                  "plan_only": plan, "started": _utc(started), "finished": None, "duration_s": None,
+                  "plan_only": plan, "kind": archive.run_kind([p.notebook for p in phases], plan),
+                  "ran": [step for p in phases for step in p.steps],
+                  "started": _utc(started), "finished": None, "duration_s": None,
                   "operator": {"local_user": getpass.getuser()}, "tenant": None, "subscription": None,
                   "target": {"kind": site.target.kind}, "parameters": None, "parameters_sha256": None,
                   "notebooks": [{"name": p.notebook, "status": "not run"} for p in phases],
-                  "steps": [], "failed": None, "attempts": [], "secrets_masked": 0}
+                  "steps": [], "failed": None, "attempts": [], "secrets_masked": 0,
+                  "overrides": json.loads(MASKER.redact(json.dumps(overrides or {}, default=str)))}
         run = cls(run_dir, record)
         run._describe_parameters()
         return run
@@ -272,14 +283,18 @@ class Run:
         current = None  # the notebook being run, for a failure outside the notebooks
         try:
             _check_notebooks(notebooks_dir, pending)
+            # The kernels' working directory: private, fresh, outside the run folder. The first
+            # kernel (a plan run: every kernel, its notebooks are short) starts and warms up while
+            # this process reaches the target.
+            self._workdir = Path(tempfile.mkdtemp(prefix="crlib-kernels-"))
+            kernels = self._kernels = KernelAhead(self._workdir)
+            for upcoming in pending if self.record["plan_only"] else pending[:1]:
+                kernels.start_next(upcoming.steps, ahead=len(pending))
             self.describe_target()
             seen = self.seen = self.known_secrets()
             self._save()
             parameters = {"params_file": str((self.dir / "parameters.yaml").absolute()), "interactive": False,
                           "confirm": not self.record["plan_only"], "plan_only": self.record["plan_only"]}
-            # The kernels' working directory: private, fresh, outside the run folder.
-            self._workdir = Path(tempfile.mkdtemp(prefix="crlib-kernels-"))
-            kernels = self._kernels = KernelAhead(self._workdir)
             with tqdm(pending, desc="crlib run", unit="notebook", disable=not progress) as bar:
                 for index, phase in enumerate(bar):
                     current = phase
@@ -291,7 +306,11 @@ class Run:
                     kernel = kernels.take(phase.steps)
                     if index + 1 < len(pending):
                         kernels.start_next(pending[index + 1].steps)  # starts and warms up while this one runs
-                    outcome = execute(phase, self.dir, parameters, notebooks_dir=notebooks_dir,
+                    # The plan approved at crlib run's prompt binds the first notebook, whose plan
+                    # no earlier notebook of this run changes; later plans depend on its writes.
+                    approved = {"approved_plan": json.dumps(self.approved_plan)} \
+                        if index == 0 and self.approved_plan is not None else {}
+                    outcome = execute(phase, self.dir, parameters | approved, notebooks_dir=notebooks_dir,
                                       cell_timeout=cell_timeout, kernel=kernel, workdir=self._workdir)
                     collect_workdir(self._workdir, self.dir)
                     seen |= self.known_secrets()
@@ -378,7 +397,8 @@ class Run:
     def _roots(self) -> list[tuple[str, str]]:
         return archive.local_roots({"<run>": self.dir, "<kernel-cwd>": self._workdir,
                                     "<repo>": bundled.checkout(),
-                                    "<secrets>": self.site.secrets.local_dir,
+                                    "<secrets>": getattr(getattr(self, "secret_store", None), "directory",
+                                                         self.site.secrets.local_dir),
                                     "<sandbox>": self.site.target.sandbox_state_dir})
 
     def _save(self, secrets: AbstractSet[str] = frozenset()) -> None:
@@ -404,8 +424,8 @@ class Run:
         """A run that failed before reaching its target can still be signed with a local key in a
         local store; a Key Vault key or store needs the target."""
         site = getattr(self, "site", None)
-        if site is None or site.records.key_vault_key or site.secrets.store != "local":
-            return None
+        if site is None or site.records.key_vault_key or site.secrets.store != "local" or not site.secrets.local_dir:
+            return None  # a Key Vault, or a store named after the target, needs the target
         return signing.LocalSigner(LocalSecretStore(site.secrets.local_dir), where=f"(local: {site.secrets.local_dir})")
 
 

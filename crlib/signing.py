@@ -228,8 +228,8 @@ def signer_for(site: Site, profile: TargetProfile | None, store: SecretStore | N
     if name is None:
         if store is None:
             raise SigningError("the secret store is out of reach")
-        where = site.secrets.vault_url if site.secrets.store == "keyvault" else site.secrets.local_dir
-        return LocalSigner(store, create=create, where=f"({site.secrets.store}: {where or 'the target vault'})")
+        where = getattr(store, "directory", None) or site.secrets.vault_url or "the target's vault"
+        return LocalSigner(store, create=create, where=f"({site.secrets.store}: {where})")
     if profile is None:
         raise SigningError("the target is out of reach")
     vault_url = site.records.vault_url or site.secrets.vault_url or profile.default_vault_url

@@ -108,7 +108,7 @@ def test_with_the_sandbox_extra_the_installed_crlib_runs_the_runbook_from_anywhe
 
     sh(crlib, "sandbox", "start", "--clock-speed", "60", cwd=work, env=env)
     try:
-        run = sh(crlib, "run", "site/parameters/sandbox.yaml", "--no-progress", cwd=work, env=env, check=False)
+        run = sh(crlib, "run", "site/parameters/sandbox.yaml", "--yes", "--no-progress", cwd=work, env=env, check=False)
         assert run.returncode == 0, run.stdout + run.stderr
     finally:
         sh(crlib, "sandbox", "stop", cwd=work, env=env, check=False)
@@ -146,7 +146,7 @@ def test_without_extras_crlib_works_and_the_sandbox_names_its_extra(base, wheelh
     assert len(status.stderr.splitlines()) == 1 and "pip install 'crlib[sandbox]'" in status.stderr, status.stderr
 
     sh(crlib, "notebooks", "copy", "site", cwd=work, env=env)
-    run = sh(crlib, "run", "site/parameters/sandbox.yaml", "--no-progress", cwd=work, env=env, check=False)
+    run = sh(crlib, "run", "site/parameters/sandbox.yaml", "--yes", "--no-progress", cwd=work, env=env, check=False)
     assert run.returncode == 1
     assert len(run.stderr.strip().splitlines()) == 1 and "pip install 'crlib[sandbox]'" in run.stderr, run.stderr
     (run_dir,) = (work / "runs").iterdir()

@@ -64,8 +64,9 @@ def _refuse_replacing(ctx: RunContext, token: Any, current: Any) -> None:
            "it was regenerated since the stored copy was made")
     raise PreconditionFailed(
         "settings", f"sync token '{token.name}' already has a password1 (created {current.creation_time}) and "
-                    f"{why}; this step will not replace a deployed device's password on its own. Rotate it with "
-                    "rotate_sync_password (or ensure_settings(rotate=True)), then redeploy the device")
+                    f"{why}; this step will not replace a deployed device's password on its own. Rotate it, "
+                    "which redeploys the device with the new one: crlib run PARAMS --only 90 (notebook "
+                    "90-rotate-credentials)")
 
 
 def _no_gateway(ctx: RunContext) -> PreconditionFailed:

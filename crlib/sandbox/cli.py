@@ -31,8 +31,22 @@ def missing_extra(exc: ModuleNotFoundError) -> str | None:
     return f"needs crlib's sandbox extra, which is not installed (no module {module}): pip install 'crlib[sandbox]'"
 
 
+SANDBOX_EXAMPLES = """\
+examples:
+  crlib sandbox start --clock-speed 60         in the background; a simulated minute per second
+  crlib sandbox status                         endpoints and the sandbox-only credentials
+  crlib sandbox device list                    the simulated IoT Edge devices
+  crlib sandbox cluster connect crlib-arc-cluster -g crlib-arc --create-group
+  crlib sandbox faults --rate 0.2 --seed 7     inject faults (see docs/sandbox.md)
+  crlib sandbox stop"""
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("sandbox", help="run the local emulation of Azure")
+    parser = sub.add_parser("sandbox", help="run the local emulation of Azure",
+                            description="The sandbox: a local emulation of the Azure services the runbook uses "
+                                        "(ARM, IoT Hub, container registries, Key Vault, Arc clusters), over HTTPS "
+                                        "on 127.0.0.1 with its own CA, and simulated IoT Edge devices.",
+                            epilog=SANDBOX_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="sandbox_command", required=True)
     for name, text in [("serve", "run in the foreground"), ("start", "start in the background"),
                        ("stop", "stop the background sandbox"), ("status", "show endpoints and credentials"),

@@ -16,6 +16,12 @@ password from the secret store; client tokens are tokens of the cloud registry t
    `checks.push_repository` under a unique `crlib-check-...` tag. ReadWrite: wait until the next
    sync brings it to the cloud registry with the same digest. ReadOnly: the push must be refused.
 
+Checks that pass end `passed`, with `evidence`: one line in plain words per check ("pulled
+hello-world:latest through <address>: digest sha256:...", "pushed <repo>:<tag> through the connected
+registry at <address>; seen in the cloud registry at <UTC time> ...", or "push of ... refused by the
+ReadOnly connected registry: 403 <ACR's message>"), which notebook 06 and `crlib archive show` print.
+A check that does not pass raises (StepFailed, StepTimeout) with what it saw, and the step is failed.
+
 The pull waits as well for the image to be synced and for the client token to be honoured: the
 connected registry reads its client tokens at each sync. Each wait lasts until the next sync window
 (the connected registry's schedule and window) has closed, and a timeout says when the next one opens.
@@ -382,7 +388,8 @@ def _push_check(ctx: RunContext, target: _Target, plan: StepPlan) -> None:
         return
     pushed["pushed_s"] = round(time.monotonic() - started, 3)
     _arrival(ctx, target, _sha256(manifest))
-    pushed |= {"arrived_in_cloud": True, "arrival_s": round(time.monotonic() - started, 3)}
+    pushed |= {"arrived_in_cloud": True, "arrival_s": round(time.monotonic() - started, 3),
+               "seen_in_cloud_at": f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ}"}
 
 
 def _sync_wait(ctx: RunContext, connected: Any, timeout: float | None) -> SyncWait:
@@ -425,17 +432,37 @@ def plan_checks(ctx: RunContext, *, timeout: float | None = None) -> StepPlan:
     return plan
 
 
+def evidence(image: str, endpoint: str | None, mode: str, pull: dict, push: dict) -> list[str]:
+    """What the checks saw, in plain words: one line for the pull, one for the push."""
+    lines = [f"pulled {image} through {endpoint}: digest {pull['digest']} ({pull['blobs']} blobs, "
+             f"{pull['bytes']} bytes, checked)"]
+    pushed = f"{push['repository']}:{push['tag']}"
+    if mode == "ReadWrite":
+        lines.append(f"pushed {pushed} through the connected registry at {endpoint}; seen in the cloud registry at "
+                     f"{push.get('seen_in_cloud_at')} with the same digest {push['digest']}")
+    elif push.get("read_only_refusal"):
+        lines.append(f"push of {pushed} refused by the ReadOnly connected registry: {push['refused_with']} "
+                     f"{push['refusal']}")
+    else:  # refused, but not in the words of a ReadOnly registry: say so rather than claim the mode
+        lines.append(f"push of {pushed} refused by the connected registry: {push['refused_with']} {push['refusal']} "
+                     "(the client token may lack write permission; this does not show the ReadOnly mode)")
+    return lines
+
+
 def _checked(ctx: RunContext, target: _Target, plan: StepPlan) -> StepResult:
-    """ReadOnly: unchanged (the push was refused); ReadWrite: created, the pushed tag with it."""
+    """Passed, with the evidence: the pull's digest, and the push seen in the cloud (ReadWrite) or
+    refused (ReadOnly). A check that does not pass has raised before this."""
     wanted = ctx.site.connected_registry.mode
-    details = {"endpoint": target.endpoint, "ca_cert_sha256": _fingerprint(target.device.ca_cert), "token": target.token,
+    details = {"evidence": evidence(ctx.site.checks.pull_image, target.endpoint, target.mode, plan.made["pull"],
+                                    plan.made["push"]),
+               "endpoint": target.endpoint, "ca_cert_sha256": _fingerprint(target.device.ca_cert), "token": target.token,
                "mode": target.mode, "pull": plan.made["pull"], "push": plan.made["push"],
                **({"mode_in_parameters": wanted} if wanted != target.mode else {})}
     if target.mode == "ReadOnly":
-        return StepResult(STEP, Status.UNCHANGED, [target.connected.id], plan.summaries, details=details)
+        return StepResult(STEP, Status.PASSED, [target.connected.id], plan.summaries, details=details)
     # Where the push landed.
     pushed_id = f"{target.registry.id}/repositories/{ctx.site.checks.push_repository}/tags/{target.push_tag}"
-    return StepResult(STEP, Status.CREATED, [target.connected.id, pushed_id], plan.summaries, details=details)
+    return StepResult(STEP, Status.PASSED, [target.connected.id, pushed_id], plan.summaries, details=details)
 
 
 def _fingerprint(ca_cert: str | None) -> str | None:

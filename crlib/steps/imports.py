@@ -17,8 +17,8 @@ from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from functools import partial
 
 from azure.mgmt.containerregistry import models as acr
-from tqdm.auto import tqdm
 
+from .. import progress
 from ..azure import readers
 from ..azure.errors import map_exceptions, message
 from ..azure.images import Look, look_both_sides
@@ -55,13 +55,13 @@ class _Imports:
         """Every started import, done; StepFailed listing each one Azure refused."""
         running, pool, self._running, self._pool = self._running, self._pool, {}, None  # a retry starts afresh
         failures: dict[str, StepFailed] = {}
-        with tqdm(total=len(running), desc="importing images", unit="image") as progress:
+        with progress.bar(len(running), "importing images", "image") as shown:
             for done in as_completed(running):
                 try:
                     done.result()
                 except StepFailed as exc:
                     failures[running[done]] = exc
-                progress.update(1)
+                shown.update(1, f"{running[done]} {'failed' if running[done] in failures else 'imported'}")
         if pool is not None:
             pool.shutdown()
         if failures:

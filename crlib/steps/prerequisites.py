@@ -22,6 +22,7 @@ from ..azure.images import Look, read_source, wanted_images
 from ..context import RunContext
 from ..errors import PreconditionFailed
 from ..plans import Action, FieldChange, StepPlan
+from ..profiles import sign_in_errors
 from ..results import StepResult
 
 STEP = "prerequisites"
@@ -45,7 +46,8 @@ def token_claims(token: str) -> dict[str, Any]:
 def signed_in(ctx: RunContext) -> dict[str, Any]:
     """Tenant, subscription and the identity the credential signs in as."""
     credential = cast(TokenCredential, ctx.profile.credential)  # TargetProfile.credential is typed object
-    claims = token_claims(credential.get_token(*ctx.profile.credential_scopes).token)
+    with sign_in_errors(ctx.profile.kind):  # the first token: no credential is said in one line
+        claims = token_claims(credential.get_token(*ctx.profile.credential_scopes).token)
     identity = claims.get("upn") or claims.get("unique_name") or claims.get("appid") or claims.get("oid")
     return {"tenant": claims.get("tid") or ctx.profile.tenant_id, "subscription": ctx.profile.subscription_id,
             "identity": identity, "target": ctx.profile.kind}

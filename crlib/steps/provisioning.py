@@ -335,7 +335,7 @@ def provisioning_script(ctx: RunContext, *, parent_hostname: str | None = None) 
     # The child's module pull token, as the tutorial's lower layer container_auth names its registry.
     agent_auth_server = f"$upstream:{API_PROXY_PORT}" if child else ""
     agent_auth_user = pull_token_name(site.connected_registry.name) if child else ""
-    store = f"Key Vault {site.secrets.vault_url}" if site.secrets.store == "keyvault" else site.secrets.local_dir
+    store = ctx.secrets_location
     runtime = site.device.iotedge_version
     header = [
         "#!/usr/bin/env bash",

@@ -190,7 +190,7 @@ def test_06_checks_pull_and_refused_push(page, lab, lab_site, artifacts):
     applied = confirm_and_apply(nb)
     results = table(applied)
     assert [row["step"] for row in results] == ["checks"]
-    assert results[0]["status"] == "unchanged", results  # ReadOnly: the pull is all the check changes nothing
+    assert results[0]["status"] == "passed", results  # ReadOnly: pulled, and the push refused
 
     cell = nb.run("page.details()")
     details = {row["detail"]: row["value"] for row in table(cell)}

@@ -42,7 +42,7 @@ def test_the_demo_runs_both_sites_and_connects_the_arc_sites_cluster_first():
     assert script.startswith("#!/usr/bin/env bash") and "set -euo pipefail" in script
     assert "arc_params=parameters/sandbox-arc.yaml" in script and "iotedge_params=parameters/sandbox.yaml" in script
     connect = script.index("sandbox cluster connect")
-    assert connect < script.index('"$crlib" run "$arc_params"') < script.index('"$crlib" run "$iotedge_params"')
+    assert connect < script.index('"$crlib" run --yes "$arc_params"') < script.index('"$crlib" run --yes "$iotedge_params"')
     assert script.count('"$crlib" archive verify') == 2
 
     arc = params.load_file(PARAMETERS / "sandbox-arc.yaml").host.arc

@@ -74,15 +74,19 @@ def test_plan_only_run_writes_nothing_and_lists_every_change(sandbox, write_para
     statuses = {s["step"]: s["status"] for s in record["steps"]}
     assert statuses.pop("prerequisites") == "unchanged"
     assert set(statuses.values()) == {"planned"}, statuses
-    # The --plan output is the record's changes as data: one line per change, the same lines.
+    # The --plan output is the record's changes as data: one line per change, the same lines, each
+    # field of a new resource under it, every step without a change "= unchanged", then the counts.
     from crlib.run_cli import plan_text
 
     text = plan_text(record)
     summaries = [c for s in record["steps"] for c in s["changes"]]
-    listed = [line for line in text.splitlines() if line.startswith("  ")]
+    listed = [line for line in text.splitlines() if line[:4].strip() in ("+", "~", "-", ">")]
     assert len(listed) == len(summaries) and all(s in line for s, line in zip(summaries, listed, strict=True))
-    assert "+ endpoint      registry '" in text
-    assert text.splitlines()[-1].startswith(f"Plan: {sum('+ ' in line for line in listed)} to create")
+    assert any(line.startswith("  + endpoint ") and "registry '" in line for line in listed)
+    assert "  = prerequisites  unchanged" in text
+    assert "      location: westus" in text  # a created resource's fields
+    added, changed = (sum(line.startswith(f"  {symbol} ") for line in listed) for symbol in "+~")
+    assert text.splitlines()[-1].startswith(f"Plan: {added} to add, {changed} to change, 0 to destroy.")
 
 
 def test_crlib_run_command_exits_non_zero_and_names_the_step(sandbox, write_params, tmp_path, capsys):

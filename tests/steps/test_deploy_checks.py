@@ -60,13 +60,18 @@ def test_deploy_then_checks_then_teardown_leaves_nothing(deployed, sandbox, tmp_
     assert pull["digest"] == cloud.head_manifest_and_response("latest")[0]
     assert pull["blobs"] == 4 and pull["bytes"] > 0  # the config and three layers
     push = checks.details["push"]
+    assert checks.status == Status.PASSED
+    assert checks.details["evidence"][0].startswith(f"pulled hello-world:latest through {checks.details['endpoint']}: "
+                                                    f"digest {pull['digest']}")
     if mode == "ReadWrite":
-        assert checks.status == Status.CREATED
         assert push["arrived_in_cloud"] is True
+        assert f"seen in the cloud registry at {push['seen_in_cloud_at']}" in checks.details["evidence"][1]
+        assert push["seen_in_cloud_at"].endswith("Z")
         assert cloud.head_manifest_and_response(push["tag"])[0] == push["digest"]
     else:
-        assert checks.status == Status.UNCHANGED
         assert (push["refused_with"], push["refusal"], push["read_only_refusal"]) == (403, READ_ONLY_REFUSAL, True)
+        assert checks.details["evidence"][1] == (f"push of hello-world:{push['tag']} refused by the ReadOnly connected "
+                                                 f"registry: 403 {READ_ONLY_REFUSAL}")
         with pytest.raises(requests.HTTPError) as missing:
             cloud.head_manifest_and_response(push["tag"])
         assert missing.value.response.status_code == 404
@@ -280,6 +285,6 @@ def test_checks_test_the_mode_the_registry_has_and_report_the_parameters_that_di
     stale = make_context(params.load(data))
     stale.secrets = ctx.secrets
     checks = run_checks(stale, timeout=TIMEOUT)
-    assert checks.status == Status.UNCHANGED
+    assert checks.status == Status.PASSED
     assert checks.details["mode"] == "ReadOnly" and checks.details["mode_in_parameters"] == "ReadWrite"
     assert checks.details["push"]["read_only_refusal"] is True

@@ -8,6 +8,7 @@ client is even asked to send). The rules and their sources are in crlib/params.p
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 import yaml
@@ -112,7 +113,9 @@ def test_a_name_breaking_azures_rules_is_refused_before_any_request(sandbox, req
     with pytest.raises(ParameterError) as refused:
         runner.Run.create(path, runs_dir=runs, phases=[], plan=True)
     assert refused.value.field == field, refused.value
-    assert str(refused.value).startswith(f"{field}: ") and "\n" not in str(refused.value)
+    # "file:line: field: message" (the line where the file has the key, else the file alone)
+    assert re.match(rf"^{re.escape(str(path))}(:\d+)?: {re.escape(field)}: ", str(refused.value)), refused.value
+    assert "\n" not in str(refused.value)
     assert not runs.exists(), "a run folder was made for refused parameters"
     assert no_http == []
     # Devices left running by earlier tests still sync with their registries; that is not crlib.

@@ -229,3 +229,88 @@ def test_every_shipped_parameter_file_is_free_of_secrets():
     root = Path(__file__).resolve().parents[2] / "parameters"
     for path in sorted(root.glob("*.yaml")):
         params.refuse_secrets(path.read_text(), str(path))
+
+
+def _patterns(model: type, seen: set | None = None) -> set[str]:
+    """Every Field(pattern=...) of a model and the models under it."""
+    seen = set() if seen is None else seen
+    found: set[str] = set()
+    if model in seen:
+        return found
+    seen.add(model)
+    for field in model.model_fields.values():
+        found |= {m.pattern for m in field.metadata if isinstance(getattr(m, "pattern", None), str)}
+        inner = params._inner_model(field.annotation)
+        if inner is not None:
+            found |= _patterns(inner, seen)
+    return found
+
+
+def test_every_field_pattern_has_plain_words():
+    patterns = _patterns(params.Site)
+    assert patterns, "no Field(pattern=...) found: the walk is broken"
+    assert patterns <= set(params.PATTERN_WORDS), patterns - set(params.PATTERN_WORDS)
+
+
+def test_every_problem_is_listed_with_its_file_line_and_field(tmp_path, sandbox):
+    import yaml
+
+    data = site_data(sandbox)
+    data["resource_grup"] = data.pop("resource_group")
+    data["images"] = {"source_registry": "MCR.example.com"}
+    data["hub"]["sku"] = "Z9"
+    data["hub"]["extra_key"] = 1
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    lines = path.read_text().splitlines()
+
+    def line(text: str) -> int:
+        return next(n for n, li in enumerate(lines, start=1) if li.lstrip().startswith(text))
+
+    with pytest.raises(ParameterError) as refused:
+        params.load_file(path)
+    problems = refused.value.problems
+    assert [(where, field) for where, field, _ in problems] == [
+        (f"{path}:{line('sku: Z9')}", "hub.sku"), (f"{path}:{line('extra_key')}", "hub.extra_key"),
+        (f"{path}:{line('source_registry')}", "images.source_registry"),
+        (f"{path}:{line('resource_grup')}", "resource_grup")], problems
+    assert refused.value.field == "hub.sku" and refused.value.where == problems[0][0]
+    text = str(refused.value)
+    assert "\n" not in text and text.count("; ") >= 3
+    assert "hub.extra_key: unknown parameter (hub takes name, sku, capacity" in text
+    assert "'MCR.example.com' is not a registry host (lowercase letters" in text
+    assert "resource_grup: unknown parameter (did you mean 'resource_group'?)" in text
+    assert "must be 'F1', 'B1', 'B2', 'B3', 'S1', 'S2' or 'S3', not 'Z9'" in text
+
+
+def test_an_override_is_named_as_the_option(tmp_path, sandbox):
+    import yaml
+
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(site_data(sandbox)))
+    with pytest.raises(ParameterError) as refused:
+        params.load_file(path, {"hub.capacity": 0, "connected_registry.mode": "ReadOnly"})
+    assert str(refused.value) == "-p hub.capacity: must be at least 1, not 0"
+    assert refused.value.field == "hub.capacity"
+    site = params.load_file(path, {"hub.capacity": 3, "connected_registry.mode": "ReadOnly"})
+    assert site.hub.capacity == 3 and site.connected_registry.mode == "ReadOnly"
+
+
+@pytest.mark.parametrize(("text", "line"), [("site: a\nhub: [x\n", 3), ("site: a\n  bad: indent\n", 2),
+                                            ("a: 1\n\tb: 2\n", 2)])
+def test_malformed_yaml_names_the_file_and_line(tmp_path, text, line):
+    path = tmp_path / "site.yaml"
+    path.write_text(text)
+    with pytest.raises(ParameterError) as refused:
+        params.load_file(path)
+    assert str(refused.value).startswith(f"{path}:{line}: not valid YAML"), refused.value
+
+
+def test_a_missing_or_unreadable_file_is_a_parameter_error(tmp_path):
+    with pytest.raises(ParameterError, match="no such parameter file"):
+        params.load_file(tmp_path / "nope.yaml")
+    with pytest.raises(ParameterError, match="is a folder"):
+        params.load_file(tmp_path)
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    with pytest.raises(ParameterError, match="holds list, not a mapping of parameters"):
+        params.load_file(tmp_path / "list.yaml")

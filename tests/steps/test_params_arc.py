@@ -29,6 +29,7 @@ def arc_site(**arc) -> dict:
         "registry": {"name": "regarc01"},
         "connected_registry": {"name": "CrArc01", "repositories": ["hello-world"]},
         "secrets": {"store": "local", "local_dir": "/tmp/crlib-arc-test"},
+        "records": {"signing_key": "keyvault:crlib-records", "vault_url": "https://arc-lab-kv.vault.azure.net/"},
         "host": {"kind": "arc", "arc": {"cluster": "arc-cluster-1", "service_cluster_ip": "10.0.0.100", **arc}},
     }
 
@@ -255,7 +256,7 @@ def test_an_arc_site_passes_through_a_parameter_file_and_overrides(tmp_path):
     assert site.host.arc.storage_request == "750Gi" and site.host.arc.trust_distribution is False
     with pytest.raises(ParameterError) as refused:
         params.load_file(path, {"host.arc.service_cluster_ip": "10.0.0.300"})
-    assert str(refused.value) == ("host.arc.service_cluster_ip: '10.0.0.300' is not an IPv4 or IPv6 address "
+    assert str(refused.value) == ("-p host.arc.service_cluster_ip: '10.0.0.300' is not an IPv4 or IPv6 address "
                                   "(a free address in the cluster's service CIDR)")
 
 

@@ -63,7 +63,9 @@ def os_release(version: str) -> str:
 def context(tmp_path) -> RunContext:
     """The sandbox lab's parameters aimed at Azure, as for real hardware: nothing to reach."""
     site = params.load_file(PARAMETERS, {"target.kind": "azure",
-                                         "subscription_id": "00000000-0000-0000-0000-000000000000"})
+                                         "subscription_id": "00000000-0000-0000-0000-000000000000",
+                                         "records.signing_key": "keyvault:crlib-records",
+                                         "records.vault_url": "https://lab-crlib-kv.vault.azure.net/"})
     return open_context(site, secrets=LocalSecretStore(tmp_path / "secrets"))
 
 
@@ -294,7 +296,7 @@ def test_a_child_pulls_edge_agent_with_its_pull_token_from_a_staging_file(contex
     script = provisioning_script(ctx)
     # The script names the secret and where it goes, never the value.
     secret = ctx.secret_name(names.PULL_SECRET)
-    assert f"# Put that token's password (secret '{secret}'\n# in {ctx.site.secrets.local_dir}," in script
+    assert f"# Put that token's password (secret '{secret}'\n# in {ctx.secrets_location}," in script
     assert f"#   sudo sh -c 'umask 077; cat > {PULL_PASSWORD_FILE}'" in script
     assert pull_password not in script
     _, config = provisioned_config(context, host, key, CHILD, pull_password)

@@ -2,16 +2,14 @@
 
 One document per key name (`keyvault/keys/<name>`) holds every version, each with its private key
 as PKCS#8 PEM: the key is made here and never leaves the store, as in Key Vault, so callers sign
-remotely. Deletion is soft, as for secrets (`keyvault/deletedkeys/<name>` until purged or recovered).
+remotely. Deletion and versions are kept as for secrets (objects.py).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import re
 import time
-import uuid
 from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidSignature
@@ -19,15 +17,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_dss_signature, encode_dss_signature
 
-from ..core.errors import SandboxError, not_found
-from .models import DELETED_BUT_RECOVERABLE, RECOVERABLE_DAYS
+from ..core.errors import SandboxError
+from .objects import Collection
 
 if TYPE_CHECKING:
     from ..runtime import Sandbox
 
-KEY_TYPE = "keyvault.key"
-DELETED_TYPE = "keyvault.deletedkey"
-_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
+KEYS = Collection(kind="key", not_found_code="KeyNotFound")
 
 # Key Vault's curves: (cryptography's curve, coordinate length in bytes).
 CURVES: dict[str, tuple[type[ec.EllipticCurve], int]] = {
@@ -62,22 +58,6 @@ def from_b64url(value: object, field: str) -> bytes:
 
 def _int_bytes(n: int, length: int | None = None) -> bytes:
     return n.to_bytes(length or (n.bit_length() + 7) // 8, "big")
-
-
-def check_name(name: str) -> str:
-    if not _NAME.match(name):
-        raise SandboxError(400, "BadParameter",
-                           f"The request URI contains an invalid name: {name}. Key names may only contain "
-                           "alphanumeric characters and dashes, 1-127 characters long.")
-    return name
-
-
-def _key(name: str) -> str:
-    return f"keyvault/keys/{name}"
-
-
-def _deleted_key(name: str) -> str:
-    return f"keyvault/deletedkeys/{name}"
 
 
 def family(kty: str) -> str:
@@ -124,88 +104,21 @@ def _check_create(kty: object, crv: object, key_size: object, exponent: object, 
             raise SandboxError(400, "BadParameter", "EC keys support only the sign and verify key operations.")
 
 
-def get_key(sandbox: Sandbox, name: str) -> dict:
-    doc = sandbox.store.get(_key(check_name(name)))
-    if doc is None:
-        raise not_found("KeyNotFound", f"A key with (name/id) {name} was not found in this key vault. If you "
-                                       "recently deleted this key you may be able to recover it using the "
-                                       "correct recovery command.")
-    return doc
-
-
-def version_of(doc: dict, version: str | None) -> dict:
-    """One version of a key: the current one when `version` is empty."""
-    wanted = (version or doc["current"]).lower()
-    for entry in doc["versions"]:
-        if entry["version"].lower() == wanted:
-            return entry
-    raise not_found("KeyNotFound", f"A key with (name/id) {doc['name']}/{version} was not found in this key vault.")
-
-
 def create_key(sandbox: Sandbox, name: str, body: dict) -> tuple[dict, dict]:
     """Make a new key version (the key's first, or a later one); return the document and the version."""
-    check_name(name)
+    KEYS.check_name(name)
     kty, crv, key_ops = body.get("kty"), body.get("crv"), body.get("key_ops")
     _check_create(kty, crv, body.get("key_size"), body.get("public_exponent"), key_ops)
     tags = body.get("tags")
     if tags is not None and not isinstance(tags, dict):
         raise SandboxError(400, "BadParameter", "Property 'tags' must be an object.")
     attributes = body.get("attributes") or {}
-    if sandbox.store.get(_deleted_key(name)) is not None:
-        raise SandboxError(409, "Conflict", f"Key {name} is currently in a deleted but recoverable state, and its "
-                                            "name cannot be reused; in this state, the key can only be recovered "
-                                            "or purged.", details={"code": DELETED_BUT_RECOVERABLE})
+    KEYS.refuse_deleted_name(sandbox, name)
     pem, public = _generate(str(kty), crv, body.get("key_size"), body.get("public_exponent"))
-    now = int(time.time())
-    entry = {"version": uuid.uuid4().hex, "kty": kty, "key_ops": key_ops if key_ops is not None
-             else KEY_OPS[family(str(kty))], "public": public, "private": pem, "tags": tags,
-             "enabled": bool(attributes.get("enabled", True)), "nbf": attributes.get("nbf"),
-             "exp": attributes.get("exp"), "created": now, "updated": now}
-    doc = sandbox.store.get(_key(name)) or {"name": name, "versions": []}
-    doc["versions"].append(entry)
-    doc["current"] = entry["version"]
-    sandbox.store.put(_key(name), KEY_TYPE, doc)
-    return doc, entry
-
-
-def list_keys(sandbox: Sandbox) -> list[dict]:
-    return sandbox.store.by_type(KEY_TYPE)
-
-
-def delete_key(sandbox: Sandbox, name: str) -> dict:
-    doc = get_key(sandbox, name)
-    now = int(time.time())
-    doc["deletedDate"] = now
-    doc["scheduledPurgeDate"] = now + RECOVERABLE_DAYS * 86400
-    sandbox.store.delete(_key(name))
-    sandbox.store.put(_deleted_key(name), DELETED_TYPE, doc)
-    return doc
-
-
-def get_deleted(sandbox: Sandbox, name: str) -> dict:
-    doc = sandbox.store.get(_deleted_key(check_name(name)))
-    if doc is None:
-        raise not_found("KeyNotFound", f"Deleted Key not found: {name}")
-    return doc
-
-
-def list_deleted(sandbox: Sandbox) -> list[dict]:
-    return sandbox.store.by_type(DELETED_TYPE)
-
-
-def purge(sandbox: Sandbox, name: str) -> None:
-    get_deleted(sandbox, name)
-    sandbox.store.delete(_deleted_key(name))
-
-
-def recover(sandbox: Sandbox, name: str) -> dict:
-    """Move a deleted key, every version, back under /keys (Recover Deleted Key)."""
-    doc = get_deleted(sandbox, name)
-    doc.pop("deletedDate", None)
-    doc.pop("scheduledPurgeDate", None)
-    sandbox.store.delete(_deleted_key(name))
-    sandbox.store.put(_key(name), KEY_TYPE, doc)
-    return doc
+    return KEYS.add_version(sandbox, name, {
+        "kty": kty, "key_ops": key_ops if key_ops is not None else KEY_OPS[family(str(kty))], "public": public,
+        "private": pem, "tags": tags, "enabled": bool(attributes.get("enabled", True)),
+        "nbf": attributes.get("nbf"), "exp": attributes.get("exp")})
 
 
 def _usable(entry: dict, operation: str) -> None:

@@ -8,23 +8,11 @@ from typing import TYPE_CHECKING
 from ..core.errors import SandboxError
 from ..core.http import empty, json_response
 from . import keys_models, models
+from .keys_models import KEYS
+from .objects import common_members
 
 if TYPE_CHECKING:
     from ..core.http import Call
-
-
-def _attributes(entry: dict) -> dict:
-    attributes = {"enabled": entry["enabled"], "created": entry["created"], "updated": entry["updated"],
-                  "recoveryLevel": models.RECOVERY_LEVEL, "recoverableDays": models.RECOVERABLE_DAYS}
-    attributes |= {k: entry[k] for k in ("nbf", "exp") if entry.get(k) is not None}
-    return attributes
-
-
-def _common(entry: dict) -> dict:
-    body = {"attributes": _attributes(entry)}
-    if entry.get("tags") is not None:
-        body["tags"] = entry["tags"]
-    return body
 
 
 def _kid(call: Call, doc: dict, entry: dict | None = None) -> str:
@@ -34,11 +22,11 @@ def _kid(call: Call, doc: dict, entry: dict | None = None) -> str:
 
 def _bundle(call: Call, doc: dict, entry: dict) -> dict:
     key = {"kid": _kid(call, doc, entry), "kty": entry["kty"], "key_ops": entry["key_ops"]} | entry["public"]
-    return {"key": key} | _common(entry)
+    return {"key": key} | common_members(entry)
 
 
 def _item(call: Call, doc: dict, entry: dict, *, versioned: bool = False) -> dict:
-    return {"kid": _kid(call, doc, entry if versioned else None)} | _common(entry)
+    return {"kid": _kid(call, doc, entry if versioned else None)} | common_members(entry)
 
 
 def _deletion(call: Call, doc: dict) -> dict:
@@ -59,49 +47,49 @@ def create_key(call: Call):
 
 
 def get_key(call: Call):
-    doc = keys_models.get_key(call.sandbox, call.params["name"])
-    return json_response(_bundle(call, doc, keys_models.version_of(doc, call.params.get("version"))))
+    doc = KEYS.get(call.sandbox, call.params["name"])
+    return json_response(_bundle(call, doc, KEYS.version_of(doc, call.params.get("version"))))
 
 
 def list_keys(call: Call):
-    items = [_item(call, doc, keys_models.version_of(doc, None)) for doc in keys_models.list_keys(call.sandbox)]
+    items = [_item(call, doc, KEYS.version_of(doc, None)) for doc in KEYS.list_all(call.sandbox)]
     return json_response({"value": items, "nextLink": None})
 
 
 def list_versions(call: Call):
-    doc = keys_models.get_key(call.sandbox, call.params["name"])
+    doc = KEYS.get(call.sandbox, call.params["name"])
     return json_response({"value": [_item(call, doc, e, versioned=True) for e in doc["versions"]], "nextLink": None})
 
 
 def delete_key(call: Call):
-    doc = keys_models.delete_key(call.sandbox, call.params["name"])
-    return json_response(_bundle(call, doc, keys_models.version_of(doc, None)) | _deletion(call, doc))
+    doc = KEYS.delete(call.sandbox, call.params["name"])
+    return json_response(_bundle(call, doc, KEYS.version_of(doc, None)) | _deletion(call, doc))
 
 
 def get_deleted(call: Call):
-    doc = keys_models.get_deleted(call.sandbox, call.params["name"])
-    return json_response(_bundle(call, doc, keys_models.version_of(doc, None)) | _deletion(call, doc))
+    doc = KEYS.get_deleted(call.sandbox, call.params["name"])
+    return json_response(_bundle(call, doc, KEYS.version_of(doc, None)) | _deletion(call, doc))
 
 
 def list_deleted(call: Call):
-    items = [_item(call, doc, keys_models.version_of(doc, None)) | _deletion(call, doc)
-             for doc in keys_models.list_deleted(call.sandbox)]
+    items = [_item(call, doc, KEYS.version_of(doc, None)) | _deletion(call, doc)
+             for doc in KEYS.list_deleted(call.sandbox)]
     return json_response({"value": items, "nextLink": None})
 
 
 def recover_deleted(call: Call):
-    doc = keys_models.recover(call.sandbox, call.params["name"])
-    return json_response(_bundle(call, doc, keys_models.version_of(doc, None)))
+    doc = KEYS.recover(call.sandbox, call.params["name"])
+    return json_response(_bundle(call, doc, KEYS.version_of(doc, None)))
 
 
 def purge_deleted(call: Call):
-    keys_models.purge(call.sandbox, call.params["name"])
+    KEYS.purge(call.sandbox, call.params["name"])
     return empty(204)
 
 
 def _target(call: Call) -> tuple[dict, dict]:
-    doc = keys_models.get_key(call.sandbox, call.params["name"])
-    return doc, keys_models.version_of(doc, call.params.get("version"))
+    doc = KEYS.get(call.sandbox, call.params["name"])
+    return doc, KEYS.version_of(doc, call.params.get("version"))
 
 
 def sign(call: Call):

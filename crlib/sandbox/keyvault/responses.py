@@ -8,23 +8,11 @@ from typing import TYPE_CHECKING
 from ..core.errors import SandboxError
 from ..core.http import empty, json_response
 from . import models
+from .models import SECRETS
+from .objects import common_members
 
 if TYPE_CHECKING:
     from ..core.http import Call
-
-
-def _attributes(entry: dict) -> dict:
-    return {"enabled": entry["enabled"], "created": entry["created"], "updated": entry["updated"],
-            "recoveryLevel": models.RECOVERY_LEVEL, "recoverableDays": models.RECOVERABLE_DAYS}
-
-
-def _common(entry: dict) -> dict:
-    body = {"attributes": _attributes(entry)}
-    if entry.get("contentType") is not None:
-        body["contentType"] = entry["contentType"]
-    if entry.get("tags") is not None:
-        body["tags"] = entry["tags"]
-    return body
 
 
 def _secret_id(call: Call, doc: dict, entry: dict | None = None) -> str:
@@ -33,18 +21,18 @@ def _secret_id(call: Call, doc: dict, entry: dict | None = None) -> str:
 
 
 def _bundle(call: Call, doc: dict, entry: dict) -> dict:
-    return {"value": entry["value"], "id": _secret_id(call, doc, entry)} | _common(entry)
+    return {"value": entry["value"], "id": _secret_id(call, doc, entry)} | common_members(entry)
 
 
 def _item(call: Call, doc: dict, entry: dict, *, versioned: bool = False) -> dict:
-    return {"id": _secret_id(call, doc, entry if versioned else None)} | _common(entry)
+    return {"id": _secret_id(call, doc, entry if versioned else None)} | common_members(entry)
 
 
 def _deleted(call: Call, doc: dict) -> dict:
-    entry = models.version_of(doc, None)
+    entry = SECRETS.version_of(doc, None)
     return {"id": _secret_id(call, doc, entry),
             "recoveryId": f"{models.vault_url(call.sandbox)}/deletedsecrets/{doc['name']}",
-            "deletedDate": doc["deletedDate"], "scheduledPurgeDate": doc["scheduledPurgeDate"]} | _common(entry)
+            "deletedDate": doc["deletedDate"], "scheduledPurgeDate": doc["scheduledPurgeDate"]} | common_members(entry)
 
 
 def set_secret(call: Call):
@@ -61,47 +49,47 @@ def set_secret(call: Call):
 
 
 def get_secret(call: Call):
-    doc = models.get_secret(call.sandbox, call.params["name"])
-    entry = models.version_of(doc, call.params.get("version"))
+    doc = SECRETS.get(call.sandbox, call.params["name"])
+    entry = SECRETS.version_of(doc, call.params.get("version"))
     if not entry["enabled"]:
         raise SandboxError(403, "Forbidden", "Operation get is not allowed on a disabled secret.")
     return json_response(_bundle(call, doc, entry))
 
 
 def list_secrets(call: Call):
-    items = [_item(call, doc, models.version_of(doc, None)) for doc in models.list_secrets(call.sandbox)]
+    items = [_item(call, doc, SECRETS.version_of(doc, None)) for doc in SECRETS.list_all(call.sandbox)]
     return json_response({"value": items, "nextLink": None})
 
 
 def list_versions(call: Call):
-    doc = models.get_secret(call.sandbox, call.params["name"])
+    doc = SECRETS.get(call.sandbox, call.params["name"])
     return json_response({"value": [_item(call, doc, e, versioned=True) for e in doc["versions"]], "nextLink": None})
 
 
 def delete_secret(call: Call):
-    return json_response(_deleted(call, models.delete_secret(call.sandbox, call.params["name"])))
+    return json_response(_deleted(call, SECRETS.delete(call.sandbox, call.params["name"])))
 
 
 def get_deleted(call: Call):
-    return json_response(_deleted(call, models.get_deleted(call.sandbox, call.params["name"])))
+    return json_response(_deleted(call, SECRETS.get_deleted(call.sandbox, call.params["name"])))
 
 
 def list_deleted(call: Call):
     items = []
-    for doc in models.list_deleted(call.sandbox):
+    for doc in SECRETS.list_deleted(call.sandbox):
         deleted = _deleted(call, doc)
-        items.append(_item(call, doc, models.version_of(doc, None)) | {
+        items.append(_item(call, doc, SECRETS.version_of(doc, None)) | {
             k: deleted[k] for k in ("recoveryId", "deletedDate", "scheduledPurgeDate")})
     return json_response({"value": items, "nextLink": None})
 
 
 def recover_deleted(call: Call):
     """A SecretBundle of the recovered secret's latest version, without its value (as in the spec's example)."""
-    doc = models.recover(call.sandbox, call.params["name"])
-    entry = models.version_of(doc, None)
-    return json_response({"id": _secret_id(call, doc, entry)} | _common(entry))
+    doc = SECRETS.recover(call.sandbox, call.params["name"])
+    entry = SECRETS.version_of(doc, None)
+    return json_response({"id": _secret_id(call, doc, entry)} | common_members(entry))
 
 
 def purge_deleted(call: Call):
-    models.purge(call.sandbox, call.params["name"])
+    SECRETS.purge(call.sandbox, call.params["name"])
     return empty(204)
