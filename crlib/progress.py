@@ -1,4 +1,6 @@
-"""Progress for long steps (the image imports): a live bar for a person, plain lines for a record.
+"""Progress for long steps: a live bar for a person, plain lines for a record (the image imports);
+and for long waits (the deployment, a sync), one line each time what is awaited changes, with the
+reason (`note`), so neither a person nor the archived notebook sees minutes of silence.
 
 Interactively (JupyterLab, a terminal) `bar` is tqdm's auto bar: a widget in a notebook, a text bar
 in a terminal. In a headless notebook (`crlib run`, papermill: the page's `interactive=False`) a
@@ -67,3 +69,24 @@ class _Bar:
 def bar(total: int, desc: str, unit: str) -> _Lines | _Bar:
     """Progress over `total` items: plain lines headless, a live bar otherwise."""
     return _Lines(total, desc, unit) if _headless else _Bar(total, desc, unit)
+
+
+_last_note: dict[str, tuple[str, float]] = {}
+
+
+def note(step: str, message: str) -> None:
+    """Say what a wait is waiting for, once per change: e.g. `deploy: waiting for IoT Edge device
+    'edge1': module connectedRegistry: backoff (12 s)`. The same message again prints nothing."""
+    now = time.monotonic()
+    previous = _last_note.get(step)
+    if previous is not None and previous[0] == message:
+        return
+    started = previous[1] if previous is not None else now
+    _last_note[step] = (message, started)
+    waited = f" ({now - started:.0f} s)" if previous is not None else ""
+    print(f"{step}: {message}{waited}", file=sys.stdout, flush=True)
+
+
+def done_waiting(step: str) -> None:
+    """Forget a step's notes: its next wait starts counting again."""
+    _last_note.pop(step, None)

@@ -55,7 +55,7 @@ import requests
 from croniter import croniter
 from dxf import exceptions as dxf_errors
 
-from .. import retries
+from .. import progress, retries
 from ..azure import names, readers
 from ..context import RunContext
 from ..errors import ParameterError, PreconditionFailed, StepFailed, StepTimeout
@@ -123,6 +123,15 @@ class SyncWait:
         closes = self.next_window(now) + (self.window or dt.timedelta()) + SYNC_GRACE
         return (closes - now).total_seconds()
 
+    def next_window_note(self, now: dt.datetime | None = None) -> str:
+        """"; the next sync window opens at 14:00 UTC (in 3 min)", or "" for a fixed wait."""
+        if self.fixed is not None:
+            return ""
+        now = now or dt.datetime.now(dt.UTC)
+        opens = self.next_window(now)
+        minutes = max(0, round((opens - now).total_seconds() / 60))
+        return f"; the next sync window opens at {opens:%H:%M} UTC (in {minutes} min)"
+
     def after_timeout(self, now: dt.datetime | None = None) -> str:
         return f"; the next sync window opens at {self.next_window(now):%Y-%m-%d %H:%M} UTC (schedule '{self.schedule}'" \
                + (f", window {isodate.duration_isoformat(self.window)})" if self.window else ")")
@@ -151,6 +160,7 @@ def _until(what: str, attempt: Callable[[], _T], wait: SyncWait, diagnose: Calla
                     raise StepFailed(STEP, f"{what}: TLS verification failed ({exc})", error=exc) from exc
                 raise _tls_refusal(what, device, exc) from exc
             # A connection lost mid-stream, after the client's own retries: start the attempt again.
+            progress.note(STEP, f"{what}: the connection failed; retrying" + wait.next_window_note())
             if time.monotonic() >= deadline:
                 raise StepTimeout(STEP, f"{what}: the connection kept failing for {timeout:.0f} s ({exc})"
                                   + wait.after_timeout(), diagnosis=diagnose()) from exc
@@ -158,6 +168,8 @@ def _until(what: str, attempt: Callable[[], _T], wait: SyncWait, diagnose: Calla
             status, message = _refusal(exc)
             if status not in (401, 404):
                 raise StepFailed(STEP, f"{what}: {status} {message}", error=exc) from exc
+            progress.note(STEP, f"{what}: {status} {message}; retrying until the sync window has closed"
+                          + wait.next_window_note())
             if time.monotonic() >= deadline:
                 raise StepTimeout(STEP, f"{what}: still {status} {message} after {timeout:.0f} s"
                                   + wait.after_timeout(), diagnosis=diagnose()) from exc

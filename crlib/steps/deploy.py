@@ -26,6 +26,7 @@ import time
 from functools import partial
 from typing import Any
 
+from .. import progress
 from ..azure import readers
 from ..azure.inputs import refusal
 from ..azure.pull_access import plan_pull_access
@@ -70,6 +71,20 @@ def _registry_findings(ctx: RunContext, cr: Any) -> list[str]:
     return findings
 
 
+def _waiting_reason(ctx: RunContext, host: DeploymentHost, status: Any, cr: Any) -> str:
+    """What the deployment wait is waiting for now, in a line: the host's state (with its modules'
+    states) until it runs the deployment, then the connected registry's."""
+    if not status.ready:
+        modules = ", ".join(f"{name}: {state}" for name, state in sorted(status.modules.items()))
+        return f"waiting for {host.label}: {status.summary}" + (f" ({modules})" if modules else "")
+    name = ctx.site.connected_registry.name
+    if cr is None:
+        return f"waiting for connected registry '{name}' to appear"
+    activation = readers.text(cr.activation.status) if cr.activation else "unknown"
+    return f"waiting for connected registry '{name}' to be Online and Active with new activity (now " \
+           f"{readers.text(cr.connection_state)}, {activation})"
+
+
 def wait_for_deployment(ctx: RunContext, *, timeout: float = DEFAULT_TIMEOUT, host: DeploymentHost | None = None,
                         active_after: dt.datetime | None = None, step: str = STEP) -> dict:
     """Wait until the host runs its deployment and the connected registry is Active and Online
@@ -81,12 +96,15 @@ def wait_for_deployment(ctx: RunContext, *, timeout: float = DEFAULT_TIMEOUT, ho
         status = host.status()
         cr = readers.connected_registry(ctx) if status.ready else None
         if cr is not None and _is_running(cr, active_after):
+            progress.done_waiting(step)
             return {"desired_version": status.version, "modules": status.modules,
                     "connection_state": readers.text(cr.connection_state),
                     "login_server_host": cr.login_server.host if cr.login_server else None,
                     "waited_s": round(time.monotonic() - started, 2)}
         remaining = timeout - (time.monotonic() - started)
+        progress.note(step, _waiting_reason(ctx, host, status, cr))
         if remaining <= 0:
+            progress.done_waiting(step)
             diagnosis = host.diagnose() + _registry_findings(ctx, cr or readers.connected_registry(ctx))
             waiting_for = status.summary if not status.ready else "the connected registry to be Online and Active"
             raise StepTimeout(step, f"{host.label} did not settle within {timeout:g} s: waiting for {waiting_for}",

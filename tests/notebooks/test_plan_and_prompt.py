@@ -37,7 +37,7 @@ def converged(sandbox, tmp_path_factory):
     params.write_text(yaml.safe_dump(data, sort_keys=False))
     run = crlib_run(params, base / "runs")
     assert archive.read_record(run.dir)["status"] == "succeeded", archive.read_record(run.dir)["failed"]
-    yield {"params": params, "runs": base / "runs", "site": load_file(params)}
+    yield {"params": params, "runs": base / "runs", "site": load_file(params), "deployed": run.dir}
     main(["run", str(params), "--only", "99", "--yes", "--runs-dir", str(base / "runs"), "--no-progress"])
 
 
@@ -138,3 +138,13 @@ def test_yes_at_the_prompt_applies_the_plan_it_showed(converged):
     assert len(applied) == 1 and applied[0]["status"] == "succeeded"
     plan_run = archive.read_record(converged["runs"] / applied[0]["approved_plan_run"])
     assert plan_run["plan_only"] is True and plan_run["notebooks"][0]["name"] == "05-client-access"
+
+
+def test_the_deploy_wait_says_what_it_waits_for(converged):
+    """A wait prints a line each time what it waits for changes, which the archived notebook keeps."""
+    notebook = json.loads((converged["deployed"] / "notebooks" / "04-deploy.ipynb").read_text())
+    printed = "".join(text for cell in notebook["cells"] for out in cell.get("outputs", [])
+                      if out.get("output_type") == "stream" for text in out["text"])
+    waits = [line for line in printed.splitlines() if line.startswith("deploy: waiting for ")]
+    assert waits, printed
+    assert len(waits) == len(set(waits))  # once per change, not once per poll
