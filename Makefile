@@ -89,9 +89,9 @@ clean:
 
 # Benchmarks: each starts its own sandbox in a temporary directory, prints a table and a RESULT line,
 # and writes benchmarks/results/<name>.json (see benchmarks/README.md).
-.PHONY: bench bench-scheduling bench-arm bench-headless bench-datapath
+.PHONY: bench bench-scheduling bench-arm bench-headless bench-datapath bench-plan
 
-bench: venv bench-scheduling bench-arm bench-headless bench-datapath
+bench: venv bench-scheduling bench-arm bench-headless bench-datapath bench-plan
 
 bench-scheduling: venv
 	$(PY) benchmarks/scheduling.py
@@ -104,3 +104,6 @@ bench-headless: venv
 
 bench-datapath: venv
 	$(PY) benchmarks/datapath.py
+
+bench-plan: venv
+	$(PY) benchmarks/plan_overhead.py

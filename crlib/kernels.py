@@ -22,6 +22,8 @@ a pool or a pre-started kernel of its own.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import os
 import secrets
 from collections import deque
@@ -73,6 +75,20 @@ def warm_up(steps: tuple[str, ...] = ()) -> None:
         iotedge_manifest.import_validator()
 
 
+@functools.cache
+def _manager_class() -> type:
+    """jupyter_client's async kernel manager, remembering the clients it makes (see `stop`)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class RememberingKernelManager(AsyncKernelManager):
+        def client(self, **kwargs: Any) -> Any:
+            made = super().client(**kwargs)
+            self.crlib_clients = [*getattr(self, "crlib_clients", []), made]
+            return made
+
+    return RememberingKernelManager
+
+
 class KernelAhead:
     """One kernel waiting for the next notebook. `take()` gives a started, warmed kernel manager
     (starting one now if none waits); `start_next()` starts the following one; `finish()` stops
@@ -84,7 +100,6 @@ class KernelAhead:
 
     def _start(self, steps: tuple[str, ...] = ()) -> tuple[Any, Any]:
         # nbclient's own kind of manager (async): it polls it for a dead kernel as it polls its own.
-        from jupyter_client.manager import AsyncKernelManager
         from jupyter_core.utils import run_sync
 
         # IPC: Unix sockets in the kernels' private (0700) working directory, named by an absolute
@@ -94,7 +109,7 @@ class KernelAhead:
         # regular files, so collecting the folder's files never archives them.
         ipc = {"transport": "ipc", "ip": str(self._cwd.absolute() / f"kernel-{secrets.token_hex(4)}")} \
             if TRANSPORT == "ipc" else {}
-        manager = AsyncKernelManager(kernel_name=KERNEL_NAME, **ipc)
+        manager = _manager_class()(kernel_name=KERNEL_NAME, **ipc)
         try:
             with private_umask():
                 run_sync(manager.start_kernel)(cwd=str(self._cwd), env=kernel_env())
@@ -134,6 +149,12 @@ class KernelAhead:
 
         with contextlib.suppress(Exception):  # an already dead kernel (killed, crashed) is stopped
             run_sync(manager.shutdown_kernel)(now=True)
+        # nbclient leaves the client it made open when the manager is not its own (papermill's km=):
+        # five sockets and a ZeroMQ context each, which a process running many notebooks runs out of.
+        for client in getattr(manager, "crlib_clients", []):
+            with contextlib.suppress(Exception):
+                run_sync(client.stop_channels)() if inspect.iscoroutinefunction(client.stop_channels) \
+                    else client.stop_channels()
 
     def finish(self) -> None:
         while self._waiting:

@@ -34,6 +34,8 @@ import shutil
 import tempfile
 import time
 from collections.abc import Set as AbstractSet
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,8 +137,10 @@ def execute(phase: runbook.Phase, run_dir: Path, parameters: dict, *, notebooks_
         # Saved after every cell: a timed-out or killed notebook's record then shows the cell that
         # was running (the archive marks it failed and the rest "not run"). A plan writes nothing,
         # so its notebooks are saved once, when they end: saving costs it a third of its time.
-        papermill.execute_notebook(str(source), str(output), parameters=values,
-                                   cwd=str(workdir), kernel_name=KERNEL_NAME, progress_bar=False, log_output=False,
+        # No `cwd`: papermill would chdir this whole process there (and back) around the run, which
+        # notebooks run at once (a plan's) would undo for each other; the kernel already runs there.
+        papermill.execute_notebook(str(source.absolute()), str(output.absolute()), parameters=values,
+                                   kernel_name=KERNEL_NAME, progress_bar=False, log_output=False,
                                    execution_timeout=cell_timeout,
                                    request_save_on_cell_execute=not parameters.get("plan_only"),
                                    km=kernel)
@@ -191,6 +195,7 @@ class Run:
         # The resource changes approved at the prompt (plan_view.resource_changes of the plan run's
         # first notebook), which that notebook's apply must match, or write nothing.
         self.approved_plan: list | None = None
+        self._parallel: dict[str, tuple[float, Future]] = {}  # a plan's notebooks: started when, and the run
 
     # -- creating and resuming --------------------------------------------------------------------
     @classmethod
@@ -295,6 +300,17 @@ class Run:
             self._save()
             parameters = {"params_file": str((self.dir / "parameters.yaml").absolute()), "interactive": False,
                           "confirm": not self.record["plan_only"], "plan_only": self.record["plan_only"]}
+            if self.record["plan_only"] and len(pending) > 1:
+                # A plan writes nothing, so no notebook depends on another's: all run at once, each
+                # on its own kernel, and are archived in order below.
+                with without_format_grammars():  # imported once here, not by each thread at once
+                    import papermill  # noqa: F401
+                pool = ThreadPoolExecutor(len(pending), thread_name_prefix="crlib-plan")
+                for phase in pending:
+                    self._parallel[phase.notebook] = (time.monotonic(), pool.submit(
+                        execute, phase, self.dir, parameters, notebooks_dir=notebooks_dir, cell_timeout=cell_timeout,
+                        kernel=kernels.take(phase.steps), workdir=self._workdir))
+                pool.shutdown(wait=False)
             with tqdm(pending, desc="crlib run", unit="notebook", disable=not progress) as bar:
                 for index, phase in enumerate(bar):
                     current = phase
@@ -302,16 +318,20 @@ class Run:
                     source = notebooks_dir / f"{phase.notebook}.ipynb"
                     entry = next(n for n in self.record["notebooks"] if n["name"] == phase.notebook)
                     entry.update(source_sha256=archive.sha256_file(source), status="running", started=_utc())
-                    began = time.monotonic()
-                    kernel = kernels.take(phase.steps)
-                    if index + 1 < len(pending):
-                        kernels.start_next(pending[index + 1].steps)  # starts and warms up while this one runs
-                    # The plan approved at crlib run's prompt binds the first notebook, whose plan
-                    # no earlier notebook of this run changes; later plans depend on its writes.
-                    approved = {"approved_plan": json.dumps(self.approved_plan)} \
-                        if index == 0 and self.approved_plan is not None else {}
-                    outcome = execute(phase, self.dir, parameters | approved, notebooks_dir=notebooks_dir,
-                                      cell_timeout=cell_timeout, kernel=kernel, workdir=self._workdir)
+                    if phase.notebook in self._parallel:
+                        began, future = self._parallel[phase.notebook]
+                        outcome = future.result()
+                    else:
+                        began = time.monotonic()
+                        kernel = kernels.take(phase.steps)
+                        if index + 1 < len(pending):
+                            kernels.start_next(pending[index + 1].steps)  # starts and warms up while this one runs
+                        # The plan approved at crlib run's prompt binds the first notebook, whose plan
+                        # no earlier notebook of this run changes; later plans depend on its writes.
+                        approved = {"approved_plan": json.dumps(self.approved_plan)} \
+                            if index == 0 and self.approved_plan is not None else {}
+                        outcome = execute(phase, self.dir, parameters | approved, notebooks_dir=notebooks_dir,
+                                          cell_timeout=cell_timeout, kernel=kernel, workdir=self._workdir)
                     collect_workdir(self._workdir, self.dir)
                     seen |= self.known_secrets()
                     self._archive_notebook(phase, outcome, seen, source, attempt=len(self.record["attempts"]))
@@ -338,6 +358,10 @@ class Run:
         return self.record
 
     def _stop_kernels(self) -> None:
+        # Notebooks still running in parallel (a plan whose earlier notebook failed) end first:
+        # nothing may write into the folder once it is sealed. Each stops its own kernel.
+        futures_wait([future for _, future in self._parallel.values()])
+        self._parallel.clear()
         kernels = getattr(self, "_kernels", None)
         if kernels is not None:
             kernels.finish()
@@ -381,6 +405,8 @@ class Run:
             self.record["secrets_masked"] += masked
             lines.append(text + "\n")
         archive.write_private(self.dir / EVENTS, "".join(lines), append=True)
+        for done in (partial, self.dir / PARTIAL / f"{phase.notebook}.jsonl"):
+            done.unlink(missing_ok=True)  # this notebook's only: a plan's others may still be running
         steps = {s["step"]: s for s in self.record["steps"]}
         for event in outcome.events:
             if event["event"] in ("result", "plan"):
@@ -392,7 +418,6 @@ class Run:
             steps[outcome.step] = {"step": outcome.step, "notebook": phase.notebook, "status": "failed",
                                    "duration_s": None, "resource_ids": [], "changes": [], "reason": outcome.failure}
         self.record["steps"] = sorted(steps.values(), key=lambda s: order.index(s["step"]))
-        shutil.rmtree(self.dir / PARTIAL, ignore_errors=True)
 
     def _roots(self) -> list[tuple[str, str]]:
         return archive.local_roots({"<run>": self.dir, "<kernel-cwd>": self._workdir,
