@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
+from typing import NoReturn
 
 from . import __version__
 
@@ -22,9 +23,17 @@ A failure is one line on stderr: what failed, where (file:line, field or -p key)
 Exit codes: 0 done, 1 failed, 2 refused before anything ran (bad input), 130 interrupted.
 --debug shows the traceback as well."""
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line too (argparse prints the usage block first), naming
+    the command's --help; subcommands' parsers are of this class as well."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="crlib", description=__doc__, epilog=EPILOG,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    top = _OneLineParser(prog="crlib", description=__doc__, epilog=EPILOG,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     top.add_argument("--version", action="version", version=f"crlib {__version__}")
     top.add_argument("--debug", action="store_true", help="on a failure, show the traceback too")
     sub = top.add_subparsers(dest="command", required=True, metavar="{run,archive,notebooks,sandbox}")

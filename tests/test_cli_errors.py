@@ -199,3 +199,14 @@ def test_ctrl_c_during_a_run_is_one_line_with_the_resume_hint(sandbox, tmp_path)
                    f"crlib run --resume {run_dir}\n"), err
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "failed" and record["failed"]["reason"] == "interrupted", record["failed"]
+
+
+@pytest.mark.parametrize(("argv", "names"), [(["run", "--bogus"], "--bogus"),
+                                             (["archive", "nope"], "'nope'"),
+                                             ([], "required")])
+def test_a_usage_error_is_one_line_naming_help(argv, names, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2
+    assert len(err.strip().splitlines()) == 1 and names in err and "--help)" in err
