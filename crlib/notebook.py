@@ -16,13 +16,22 @@ A notebook's cells, in order:
 warns), and booleans passed as strings (`-p confirm false`) are read strictly, not as truthy.
 Every step start, result and failure is appended to `results_path` (JSON lines) when set, which
 is how `crlib run` knows which step a notebook was in when it stopped.
+
+Interactively (JupyterLab), a refusal is a short styled message, not a traceback: applying before
+confirming (NotConfirmed) or a value the parameters refuse (ParameterError, its field highlighted in
+the form) shows what to do, and the cell still fails, so "Run All" stops there. Headless, every error
+raises as it is, so `crlib run` records it. The Confirm button shows once it is pressed ("Confirmed
+✓", disabled) until a new plan or form reading asks again. An interactive apply is recorded like a
+headless run: crlib/lab_record.py writes a sealed, signed run folder with a "Save record" button.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +40,7 @@ import yaml
 from . import params as parameters
 from . import plan_view, progress, runbook
 from .errors import CrlibError, NotConfirmed, ParameterError, RunFailed
-from .forms import Form, lookup
+from .forms import Form, lookup, message_html
 from .plans import Action, StepPlan
 from .results import StepResult
 from .secrets import MASKER
@@ -106,12 +115,59 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
+# Tables wrap long text in their cells instead of squeezing their columns (JupyterLab's tables keep
+# cells on one line); the style is scoped to crlib's tables, and a table's text form is unchanged.
+_TABLE_STYLE = ("<style>.crlib-table table.dataframe {table-layout: auto;} "
+                ".crlib-table table.dataframe td {white-space: pre-wrap; overflow-wrap: anywhere; "
+                "text-align: left; vertical-align: top; min-width: 5em; max-width: 48em;} "
+                ".crlib-table table.dataframe th {text-align: left; vertical-align: top; white-space: nowrap;}</style>")
+
+
+@functools.cache
+def _table_class() -> type[pd.DataFrame]:
+    import pandas as pd
+
+    class Table(pd.DataFrame):
+        """A DataFrame whose HTML (JupyterLab) wraps long values; its text (papermill's plain output,
+        to_string) is a DataFrame's."""
+
+        @property
+        def _constructor(self) -> type[Table]:
+            return Table
+
+        def _repr_html_(self) -> str | None:
+            inner = super()._repr_html_()
+            return None if inner is None else f'<div class="crlib-table">{_TABLE_STYLE}{inner}</div>'
+
+    return Table
+
+
 def _table(rows: list[dict], columns: list[str]) -> pd.DataFrame:
     import pandas as pd
 
     # Whole values: a plan line, a resource id or a digest cut at 50 characters says nothing.
     pd.set_option("display.max_colwidth", None)
-    return pd.DataFrame(rows, columns=columns)
+    return _table_class()(rows, columns=columns)
+
+
+def _confirm_state(change: dict) -> None:
+    """The Confirm button once pressed: "Confirmed ✓", green, disabled; reset (a new plan, a form
+    read again, Azure changed since): "Confirm apply" again."""
+    button = change["owner"]
+    if change["new"]:
+        button.description, button.button_style, button.icon = "Confirmed ✓", "success", ""
+        button.tooltip = "Confirmed: the apply cell applies the plan above"
+        button.disabled = True
+        button.add_class("crlib-confirmed")
+    else:
+        button.disabled = False
+        button.description, button.button_style, button.icon = "Confirm apply", "warning", "check"
+        button.tooltip = "Apply the plan above when the next cell runs"
+        button.remove_class("crlib-confirmed")
+
+
+def _short_traceback(exc: BaseException) -> Callable[[], list[str]]:
+    return lambda: [f"{type(exc).__name__}: stopped here; the message above says what to do"]
 
 
 def results_table(results: list[StepResult]) -> pd.DataFrame:
@@ -171,14 +227,19 @@ class Page:
         self.applied: list[StepResult] = []
         self._confirm_button: Any = None  # an ipywidgets ToggleButton once shown
         self._context: RunContext | None = None
+        self._form_problem: ParameterError | None = None  # the form's last reading, when refused
+        self.events: list[dict] = []  # every event recorded, also when there is no results_path
+        self.record_dir: Path | None = None  # the run folder an interactive apply was recorded in
+        self.record_box: Any = None  # its Save record button (crlib.lab_record.RecordBox)
 
     # -- recording ----------------------------------------------------------------------------------
     def _record(self, event: str, **fields: Any) -> None:
+        line = MASKER.redact(json.dumps({"event": event, "notebook": self.phase.notebook, "time": _now(), **fields},
+                                        default=str))
+        self.events.append(json.loads(line))
         path = self.values["results_path"]
         if not path:
             return
-        line = MASKER.redact(json.dumps({"event": event, "notebook": self.phase.notebook, "time": _now(), **fields},
-                                        default=str))
         with Path(path).open("a") as fh:
             fh.write(line + "\n")
 
@@ -192,6 +253,41 @@ class Page:
 
     def _step_options(self) -> dict[str, dict]:
         return {step: {name: self.options[name] for name in names} for step, names in self.phase.options.items()}
+
+    # -- refusals, interactively ----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _errors_shown(self) -> Iterator[None]:
+        """Interactively, a refusal (NotConfirmed, a ParameterError, also inside a step's RunFailed)
+        becomes a short styled message (beside the form too, its field highlighted) and its traceback
+        is suppressed; the exception still propagates, so the cell fails and "Run All" stops. Headless
+        nothing changes."""
+        try:
+            yield
+        except CrlibError as exc:
+            refusal = exc.error if isinstance(exc, RunFailed) else exc
+            if not self.values["interactive"] or not isinstance(refusal, NotConfirmed | ParameterError):
+                raise
+            self._show_refusal(refusal)
+            exc._render_traceback_ = _short_traceback(exc)  # type: ignore[attr-defined]  # IPython shows this
+            raise
+
+    def _show_refusal(self, exc: NotConfirmed | ParameterError) -> None:
+        from IPython.display import HTML, display
+
+        form = getattr(self, "_form", None)
+        if isinstance(exc, ParameterError):
+            problems = [(field, message) for _, field, message in exc.problems]
+            title = "Not accepted: the parameters refuse this value. "
+            marked = form.show_problems(title, problems) if isinstance(form, Form) else []
+            where = ("Correct the highlighted field in the form above, then run this cell again."
+                     if marked else "Correct the parameter file or overrides, then run the cells again.")
+            display(HTML(message_html(title + where, [f"{field}: {message}" for field, message in problems])))
+        else:
+            display(HTML(message_html("Not applied: nothing was written.", [str(exc)])))
+
+    def _reset_confirmation(self) -> None:
+        if self._confirm_button is not None:
+            self._confirm_button.value = False
 
     # -- cells --------------------------------------------------------------------------------------
     def form(self) -> _Shown:
@@ -207,17 +303,27 @@ class Page:
                       "and `overrides`.*")
 
     def read_form(self, shown: _Shown | Form | None = None) -> pd.DataFrame:
-        """Apply the form's edits to the parameters and validate them again; a table of the values."""
+        """Apply the form's edits to the parameters and validate them again; a table of the values.
+        A refused value leaves no plan: plan and apply refuse until the form is read again."""
+        with self._errors_shown():
+            return self._read_form(shown)
+
+    def _read_form(self, shown: _Shown | Form | None) -> pd.DataFrame:
         form = shown.widget if isinstance(shown, _Shown) else shown or getattr(self, "_form", None)
         form = form if isinstance(form, Form) else None
         if form is not None:
-            self.form_overrides = form.overrides()
-            self.options |= form.option_values()
-            self.site = parameters.load_file(self.values["params_file"],
-                                             self.values["overrides"] | self.form_overrides)
+            form.clear_problems()
             self._context, self.planned, self.plans = None, None, {}
-            if self._confirm_button is not None:
-                self._confirm_button.value = False
+            self._reset_confirmation()
+            try:
+                self.form_overrides = form.overrides()
+                self.options |= form.option_values()
+                self.site = parameters.load_file(self.values["params_file"],
+                                                 self.values["overrides"] | self.form_overrides)
+            except ParameterError as exc:
+                self._form_problem = exc
+                raise
+            self._form_problem = None
         data = self.site.model_dump(mode="json")
         rows = []
         for dotted in self.phase.fields:
@@ -232,7 +338,16 @@ class Page:
 
     def plan(self) -> pd.DataFrame:
         """What applying would change, one row per change (action, resource, fields old -> new);
-        nothing is written. The plans are kept: a confirmed apply executes them as shown."""
+        nothing is written. The plans are kept: a confirmed apply executes them as shown. A new plan
+        needs a new confirmation."""
+        with self._errors_shown():
+            return self._plan()
+
+    def _plan(self) -> pd.DataFrame:
+        problem = self._form_problem
+        if problem is not None:
+            raise ParameterError(problem.field, problem.message, where=problem.where, problems=problem.problems)
+        self._reset_confirmation()
         self.plans = {}
         try:
             self.planned = runbook.run(self.context, plan=True, only=self.phase.steps, options=self._step_options(),
@@ -257,6 +372,7 @@ class Page:
         self._confirm_button = w.ToggleButton(value=False, description="Confirm apply", button_style="warning",
                                               icon="check", tooltip="Apply the plan above when the next cell runs")
         self._confirm_button.add_class("crlib-confirm")
+        self._confirm_button.observe(_confirm_state, names="value")
         return _Shown(self._confirm_button, True, "")
 
     def _confirmed(self) -> bool:
@@ -293,7 +409,12 @@ class Page:
         return fresh
 
     def apply(self) -> pd.DataFrame:
-        """Run the phase's steps for real; a table of what each did. A failure names its step."""
+        """Run the phase's steps for real; a table of what each did. A failure names its step.
+        Interactively the apply is recorded in a sealed run folder (crlib/lab_record.py)."""
+        with self._errors_shown():
+            return self._apply()
+
+    def _apply(self) -> pd.DataFrame:
         if self.values["plan_only"]:
             return _table([{"step": s, "status": "not applied (plan only)"} for s in self.phase.steps],
                           ["step", "status"])
@@ -312,9 +433,20 @@ class Page:
                         plans=self._plans_to_apply(), on_start=started, on_result=finished)
         except RunFailed as exc:
             self._record("failed", step=exc.step, error=str(exc), type=type(exc.error).__name__)
+            self._keep_lab_record(exc)
             raise
         self.plans = {}
+        self._keep_lab_record(None)
         return results_table(self.applied)
+
+    def _keep_lab_record(self, failure: RunFailed | None) -> None:
+        """Interactively, outside `crlib run` (which records its own runs), the apply is recorded in a
+        sealed, signed run folder with a "Save record" button (crlib/lab_record.py)."""
+        if not self.values["interactive"] or self.values["results_path"]:
+            return
+        from . import lab_record
+
+        self.record_dir = lab_record.after_apply(self, failure=failure)
 
     def _after_apply(self, show: Callable[[], Any]) -> Any:
         """Views of what apply built; in a plan-only run those things may not exist yet."""

@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import json
+import logging
 import os
 import secrets as random
 import shutil
@@ -48,6 +49,11 @@ from .fast_imports import without_format_grammars
 from .kernels import KERNEL_NAME, KernelAhead
 from .params import Site, load_file
 from .secrets import MASKER, LocalSecretStore
+
+# papermill's logger (nbclient logs through it) has no handler, so Python's last resort printed its
+# errors ("Kernel died while waiting for execute reply.") on stderr beside crlib's own one line; the
+# runner records each notebook's outcome itself.
+logging.getLogger("papermill").addHandler(logging.NullHandler())
 
 NOTEBOOKS_DIR = bundled.notebooks_dir()  # the checkout's notebooks/, or the installed wheel's copies
 PARTIAL = ".partial"
@@ -195,7 +201,8 @@ class Run:
         # The resource changes approved at the prompt (plan_view.resource_changes of the plan run's
         # first notebook), which that notebook's apply must match, or write nothing.
         self.approved_plan: list | None = None
-        self._parallel: dict[str, tuple[float, Future]] = {}  # a plan's notebooks: started when, and the run
+        self._parallel: dict[str, tuple[float, Future]] = {}  # notebooks started: when, and their run
+        self._executing: dict[str, Any] = {}  # their kernel managers, to stop them on Ctrl-C
 
     # -- creating and resuming --------------------------------------------------------------------
     @classmethod
@@ -307,9 +314,10 @@ class Run:
                     import papermill  # noqa: F401
                 pool = ThreadPoolExecutor(len(pending), thread_name_prefix="crlib-plan")
                 for phase in pending:
+                    kernel = self._executing[phase.notebook] = kernels.take(phase.steps)
                     self._parallel[phase.notebook] = (time.monotonic(), pool.submit(
                         execute, phase, self.dir, parameters, notebooks_dir=notebooks_dir, cell_timeout=cell_timeout,
-                        kernel=kernels.take(phase.steps), workdir=self._workdir))
+                        kernel=kernel, workdir=self._workdir))
                 pool.shutdown(wait=False)
             with tqdm(pending, desc="crlib run", unit="notebook", disable=not progress) as bar:
                 for index, phase in enumerate(bar):
@@ -330,8 +338,16 @@ class Run:
                         # no earlier notebook of this run changes; later plans depend on its writes.
                         approved = {"approved_plan": json.dumps(self.approved_plan)} \
                             if index == 0 and self.approved_plan is not None else {}
-                        outcome = execute(phase, self.dir, parameters | approved, notebooks_dir=notebooks_dir,
-                                          cell_timeout=cell_timeout, kernel=kernel, workdir=self._workdir)
+                        # In a thread of its own, so that this one is free to take Ctrl-C: while
+                        # nbclient runs a notebook in the main thread, it takes SIGINT for itself.
+                        self._executing[phase.notebook] = kernel
+                        one = ThreadPoolExecutor(1, thread_name_prefix="crlib-notebook")
+                        future = one.submit(execute, phase, self.dir, parameters | approved,
+                                            notebooks_dir=notebooks_dir, cell_timeout=cell_timeout, kernel=kernel,
+                                            workdir=self._workdir)
+                        one.shutdown(wait=False)
+                        self._parallel[phase.notebook] = (began, future)
+                        outcome = future.result()
                     collect_workdir(self._workdir, self.dir)
                     seen |= self.known_secrets()
                     self._archive_notebook(phase, outcome, seen, source, attempt=len(self.record["attempts"]))
@@ -358,10 +374,14 @@ class Run:
         return self.record
 
     def _stop_kernels(self) -> None:
-        # Notebooks still running in parallel (a plan whose earlier notebook failed) end first:
-        # nothing may write into the folder once it is sealed. Each stops its own kernel.
+        # Notebooks still running (Ctrl-C, or a plan whose earlier notebook failed) end first:
+        # their kernels are stopped, and nothing may write into the folder once it is sealed.
+        for notebook, (_, future) in self._parallel.items():
+            if not future.done():
+                KernelAhead.stop(self._executing[notebook])
         futures_wait([future for _, future in self._parallel.values()])
         self._parallel.clear()
+        self._executing.clear()
         kernels = getattr(self, "_kernels", None)
         if kernels is not None:
             kernels.finish()

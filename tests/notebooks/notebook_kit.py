@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+from testkit import site_data
+
 from crlib import runner
 
 
@@ -20,3 +23,12 @@ def crlib_run(params: Path | None, runs_dir: Path, *, only: list[str] | None = N
 
 def secret_values(directory: Path) -> set[str]:
     return {p.read_text() for p in directory.iterdir() if p.is_file()} if directory.is_dir() else set()
+
+
+def params_file(tmp_path: Path, sandbox: dict) -> Path:
+    """A fresh site's parameter file, its secrets in tmp_path."""
+    data = site_data(sandbox)
+    data["secrets"] = {"store": "local", "local_dir": str(tmp_path / "secrets")}
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from notebook_kit import crlib_run, secret_values
+from notebook_kit import crlib_run, params_file, secret_values
 from testkit import site_data
 
 from crlib import archive, report, runbook, runner
@@ -176,13 +176,6 @@ def test_show_and_report_refuse_a_folder_holding_a_symlink(runs, tmp_path, capsy
         assert err.count("\n") == 1 and "refusing" in err and "notebooks/elsewhere.ipynb is a symlink" in err, err
     assert not (tmp_path / f"{copy.name}.html").exists()
 
-
-def params_file(tmp_path: Path, sandbox: dict) -> Path:
-    data = site_data(sandbox)
-    data["secrets"] = {"store": "local", "local_dir": str(tmp_path / "secrets")}
-    path = tmp_path / "site.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
 
 
 @pytest.mark.parametrize("cause", ["unreachable target", "missing notebooks"])

@@ -7,19 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
-from testkit import site_data
+from notebook_kit import params_file
 
 from crlib import archive, runner
 from crlib.cli import main
-
-
-def params_file(tmp_path: Path, sandbox: dict) -> Path:
-    data = site_data(sandbox)
-    data["secrets"] = {"store": "local", "local_dir": str(tmp_path / "secrets")}
-    path = tmp_path / "site.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
 
 
 def only_run(runs: Path) -> tuple[Path, dict]:

@@ -54,7 +54,7 @@ def test_the_whole_runbook_reaches_a_hub_without_local_auth_through_entra_id_onl
     torn_down(make_context(site))
     results = runbook.run(ctx)
     assert [r.step for r in results] == runbook.STEP_NAMES
-    assert all(r.status in (Status.CREATED, Status.UPDATED, Status.UNCHANGED) for r in results), \
+    assert all(r.status in (Status.CREATED, Status.UPDATED, Status.UNCHANGED, Status.PASSED) for r in results), \
         [(r.step, r.status) for r in results]
     assert results[-1].details["pull"]["digest"].startswith("sha256:")
 
