@@ -229,13 +229,21 @@ def signer_for(site: Site, profile: TargetProfile | None, store: SecretStore | N
         if store is None:
             raise SigningError("the secret store is out of reach")
         where = getattr(store, "directory", None) or site.secrets.vault_url or "the target's vault"
-        return LocalSigner(store, create=create, where=f"({site.secrets.store}: {where})")
+        return LocalSigner(store, create=create, where=f"({site.secrets.store}: {_home_relative(where)})")
     if profile is None:
         raise SigningError("the target is out of reach")
     vault_url = site.records.vault_url or site.secrets.vault_url or profile.default_vault_url
     if not vault_url:
         raise SigningError(f"records.vault_url: is required: target '{profile.kind}' supplies no Key Vault")
     return KeyVaultSigner(vault_url, name, profile.credential, create=create, **key_vault_options(profile))
+
+
+def _home_relative(where: object) -> str:
+    """A local folder as records show it: under the home folder as ~/..., so that a signed record
+    names no user's absolute path."""
+    text = str(where)
+    home = str(Path.home())
+    return "~" + text[len(home):] if len(home) > 1 and (text == home or text.startswith(home + "/")) else text
 
 
 # -- the SIGNATURE file ---------------------------------------------------------------------------
