@@ -144,6 +144,15 @@ class KernelAhead:
         return manager
 
     @staticmethod
+    def kill(manager: Any) -> None:
+        """Kill a kernel's process from a thread other than the one running its notebook: a signal
+        only (ZeroMQ sockets must not cross threads); that thread sees it die and stops it."""
+        process: Any = getattr(getattr(manager, "provisioner", None), "process", None)
+        if process is not None:
+            with contextlib.suppress(Exception):
+                process.kill()
+
+    @staticmethod
     def stop(manager: Any) -> None:
         from jupyter_core.utils import run_sync
 

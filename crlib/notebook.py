@@ -391,9 +391,9 @@ class Page:
         """The plans shown, when they may be applied as they are. Headless and confirmed: as planned,
         without reading again. Interactively time passes between plan and apply, so the steps plan
         again; if that plan differs from the one confirmed, the button must be pressed again."""
-        if self.values["approved_plan"] and self.planned is not None:
+        if self.values["approved_plan"]:
             approved = json.loads(self.values["approved_plan"])
-            if _resource_changes(self.planned) != approved:
+            if self.planned is None or _resource_changes(self.planned) != approved:
                 raise NotConfirmed("plan: what this notebook would change now differs from the plan approved at the "
                                    "prompt (Azure changed in between); nothing was written; run again to see the new plan")
         if self.values["confirm"] or self.planned is None:

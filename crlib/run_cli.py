@@ -180,7 +180,8 @@ def _approve(args: argparse.Namespace, phases: list, overrides: dict) -> int | N
         print("\nApply cancelled: nothing was written.")
         return 1
     first = phases[0].notebook
-    args.approved = (plan_run.dir.name, plan_view.resource_changes(s for s in record["steps"] if s["notebook"] == first))
+    args.approved = (plan_run.dir.name, plan_view.resource_changes(s for s in record["steps"] if s["notebook"] == first),
+                     record["parameters_sha256"])
     return None
 
 
@@ -205,10 +206,14 @@ def _run(args: argparse.Namespace) -> int:
                 refused = _approve(args, phases, overrides)
                 if refused is not None:
                     return refused
+            approved = getattr(args, "approved", None)
+            if approved and runner.parameters_digest(args.params, overrides) != approved[2]:
+                raise ParameterError(str(args.params), "changed while the plan waited for approval; nothing was "
+                                                       "written: run again to see the new plan")
             run = runner.Run.create(args.params, runs_dir=args.runs_dir, phases=phases,
                                     plan=args.plan, overrides=overrides)
-            if getattr(args, "approved", None):
-                run.record["approved_plan_run"], run.approved_plan = args.approved
+            if approved:
+                run.record["approved_plan_run"], run.approved_plan = approved[0], approved[1]
     except CrlibError as exc:  # refused before anything ran
         if getattr(args, "debug", False):
             import traceback
@@ -228,8 +233,10 @@ def _run(args: argparse.Namespace) -> int:
         return 130
     failed = record["failed"] or {}
     if record["status"] != "succeeded" and failed.get("notebook") is None:  # nothing ran: one line says why
+        # A run sealed unsigned (its key was out of reach) cannot be resumed: nothing ran, so run again.
+        again = f"crlib run --resume {run.dir}" if not run.unsigned else f"crlib run {args.params} (a new run)"
         print(f"crlib run: failed before any notebook ran: {failed.get('error')} (recorded as failed in {run.dir}; "
-              f"after fixing it: crlib run --resume {run.dir})", file=sys.stderr)
+              f"after fixing it: {again})", file=sys.stderr)
         return 1
     if record.get("plan_only") and args.json:
         from . import plan_view
@@ -279,8 +286,11 @@ def _trusted_key(args: argparse.Namespace) -> tuple[signing.ec.EllipticCurvePubl
     check = archive.signature(args.run_dir)
     if check.key_id != args.key_id:
         return None, "", [f"signed by {check.key_id or 'no key'}, not by {args.key_id}"]
-    if args.key_id.startswith("local:"):
-        return check.public_key, f"the local key {args.key_id}", []  # its id names its public key: check() compares
+    if args.key_id.startswith("local:"):  # its id names its public key's fingerprint
+        if check.public_key is None or not signing.names_its_key(args.key_id, check.public_key):
+            return None, "", [f"{args.key_id} is not a local key id naming the key that signed "
+                              "(local:<entry>/<32 hex digits of its public key's sha256>)"]
+        return check.public_key, f"the local key {args.key_id}", []
     from .context import open_context
     from .params import load_file
 

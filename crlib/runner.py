@@ -25,6 +25,7 @@ that was never sealed, or sealed unsigned, cannot be resumed.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import getpass
 import json
@@ -32,8 +33,11 @@ import logging
 import os
 import secrets as random
 import shutil
+import signal
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
@@ -82,6 +86,13 @@ def archived_parameters(site: Site) -> str:
     document = yaml.safe_dump(site.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
     return ("# The validated parameters this run used, as crlib read them (the source file's comments are not "
             "kept).\n" + MASKER.redact(document))
+
+
+def parameters_digest(params_path: Path, overrides: dict | None = None) -> str:
+    """The sha256 a run records as `parameters_sha256` for this file and these overrides."""
+    import hashlib
+
+    return hashlib.sha256(archived_parameters(load_file(params_path, overrides)).encode()).hexdigest()
 
 
 def _read_events(path: Path) -> list[dict]:
@@ -173,7 +184,7 @@ def execute(phase: runbook.Phase, run_dir: Path, parameters: dict, *, notebooks_
 
 
 # Names a file a notebook leaves in its working directory may not take in the run folder.
-_RESERVED = {archive.RECORD, archive.SUMS, EVENTS, "parameters.yaml", "notebooks", PARTIAL}
+_RESERVED = {archive.RECORD, archive.SUMS, archive.SIGNATURE, EVENTS, "parameters.yaml", "notebooks", PARTIAL}
 
 
 def collect_workdir(workdir: Path, run_dir: Path) -> None:
@@ -342,11 +353,11 @@ class Run:
                         # nbclient runs a notebook in the main thread, it takes SIGINT for itself.
                         self._executing[phase.notebook] = kernel
                         one = ThreadPoolExecutor(1, thread_name_prefix="crlib-notebook")
-                        future = one.submit(execute, phase, self.dir, parameters | approved,
-                                            notebooks_dir=notebooks_dir, cell_timeout=cell_timeout, kernel=kernel,
-                                            workdir=self._workdir)
+                        self._parallel[phase.notebook] = (began, one.submit(
+                            execute, phase, self.dir, parameters | approved, notebooks_dir=notebooks_dir,
+                            cell_timeout=cell_timeout, kernel=kernel, workdir=self._workdir))
+                        future = self._parallel[phase.notebook][1]
                         one.shutdown(wait=False)
-                        self._parallel[phase.notebook] = (began, future)
                         outcome = future.result()
                     collect_workdir(self._workdir, self.dir)
                     seen |= self.known_secrets()
@@ -359,11 +370,12 @@ class Run:
                         break
                     self._save(seen)
         except (Exception, KeyboardInterrupt) as exc:
-            self._stop_kernels()
-            self._failed_outside_notebooks(exc, current)
-            self.record["status"] = "failed"
-            attempt.update(finished=_utc(), status="failed")
-            self._finish(seen)
+            with _uninterrupted():  # a second Ctrl-C must not leave the run unsealed
+                self._stop_kernels()
+                self._failed_outside_notebooks(exc, current)
+                self.record["status"] = "failed"
+                attempt.update(finished=_utc(), status="failed")
+                self._finish(seen)
             if isinstance(exc, KeyboardInterrupt):
                 raise
             return self.record
@@ -377,9 +389,9 @@ class Run:
         # Notebooks still running (Ctrl-C, or a plan whose earlier notebook failed) end first:
         # their kernels are stopped, and nothing may write into the folder once it is sealed.
         for notebook, (_, future) in self._parallel.items():
-            if not future.done():
-                KernelAhead.stop(self._executing[notebook])
-        futures_wait([future for _, future in self._parallel.values()])
+            if not future.done():  # its thread sees the kernel die, and cleans up after it itself
+                KernelAhead.kill(self._executing[notebook])
+        futures_wait([future for _, future in self._parallel.values()], timeout=300)
         self._parallel.clear()
         self._executing.clear()
         kernels = getattr(self, "_kernels", None)
@@ -460,6 +472,8 @@ class Run:
         signer = self.signer or self._signer_without_target()
         try:
             archive.seal(self.dir, signer=signer, run=self.record["run"])
+            if signer is not None:
+                signing.remember_signer(signer.public_key())  # what --resume will trust
         except signing.SigningError as exc:
             self.unsigned = str(exc)
         if signer is None:
@@ -471,7 +485,21 @@ class Run:
         site = getattr(self, "site", None)
         if site is None or site.records.key_vault_key or site.secrets.store != "local" or not site.secrets.local_dir:
             return None  # a Key Vault, or a store named after the target, needs the target
-        return signing.LocalSigner(LocalSecretStore(site.secrets.local_dir), where=f"(local: {site.secrets.local_dir})")
+        return signing.signer_for(site, None, LocalSecretStore(site.secrets.local_dir))
+
+
+@contextlib.contextmanager
+def _uninterrupted() -> Iterator[None]:
+    """Ctrl-C ignored while a failed run is recorded and sealed (in the main thread, where signals
+    are handled); it is restored afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _check_signer(run_dir: Path, site: Site) -> None:
@@ -489,6 +517,11 @@ def _check_signer(run_dir: Path, site: Site) -> None:
         raise ArchiveError(str(run_dir), [f"refusing to resume: cannot read this site's signing key to check who "
                                           f"signed the run ({type(exc).__name__}: {exc})"]) from None
     problems = archive.signature(run_dir, trusted=trusted, trusted_name="this site's signing key").problems
+    # The site's key is named by the folder's own parameters, which its writer could point at a key
+    # of their own; the key must also be one crlib has sealed runs with on this account.
+    if not problems and not signing.remembered(trusted):
+        problems = [f"signed by {check.key_id}, a key crlib has not sealed a run with on this account "
+                    f"({signing.signers_file()} does not list it)"]
     if problems:
         raise ArchiveError(str(run_dir), ["refusing to resume: " + problems[0], *problems[1:]])
 

@@ -23,6 +23,7 @@ import base64
 import datetime as dt
 import hashlib
 import json
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import (
@@ -50,6 +51,7 @@ SIGNATURE = "SIGNATURE"
 FORMAT = "crlib-signature/1"
 ALGORITHM = "ES256"
 LOCAL_KEY_ENTRY = "crlib-records-signing-key"
+_LOCAL_KID = re.compile(r"^local:[A-Za-z0-9-]{1,127}/([0-9a-f]{32})$")
 _KV_KID = re.compile(r"^(?P<vault>https://[^/]+)/keys/(?P<name>[A-Za-z0-9-]{1,127})/(?P<version>[A-Za-z0-9]+)$")
 
 
@@ -246,6 +248,31 @@ def _home_relative(where: object) -> str:
     return "~" + text[len(home):] if len(home) > 1 and (text == home or text.startswith(home + "/")) else text
 
 
+# -- the keys this account's crlib has signed with --------------------------------------------------
+def signers_file() -> Path:
+    """Where crlib lists the public keys (fingerprints) it has sealed runs with for this account:
+    outside every run folder, so that whoever can write a folder cannot add their own key."""
+    return Path(os.environ.get("XDG_STATE_HOME") or "~/.local/state").expanduser() / "crlib" / "signers"
+
+
+def remember_signer(public_key: ec.EllipticCurvePublicKey) -> None:
+    """Add a key crlib has just sealed a run with (0600 file in a 0700 folder)."""
+    if remembered(public_key):
+        return
+    path = signers_file()
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "a") as fh:
+        fh.write(fingerprint(public_key) + "\n")
+
+
+def remembered(public_key: ec.EllipticCurvePublicKey) -> bool:
+    try:
+        return fingerprint(public_key) in signers_file().read_text().split()
+    except OSError:
+        return False
+
+
 # -- the SIGNATURE file ---------------------------------------------------------------------------
 def sign(sums: bytes, signer: Signer, *, run: str, now: Callable[[], dt.datetime] | None = None) -> bytes:
     """SIGNATURE's bytes for a SHA256SUMS's bytes."""
@@ -292,16 +319,16 @@ def check(signature: bytes, sums: bytes, *, trusted: ec.EllipticCurvePublicKey |
             return result
         carried = load_public_key(str(document["public_key"]).encode(), SIGNATURE)
         raw = _unb64url(str(document["signature"]))
-    except (ValueError, KeyError, TypeError, SigningError) as exc:
+        sums_sha256 = str(statement["sums_sha256"])
+    except (ValueError, KeyError, TypeError, AttributeError, SigningError, UnsupportedAlgorithm) as exc:
         result.problems.append(f"{SIGNATURE} cannot be read ({type(exc).__name__})")
         return result
     result.public_key = carried
     if fingerprint(carried) != result.public_key_sha256:
         result.problems.append(f"{SIGNATURE}'s public key is not the one its statement names")
-    local = re.match(r"^local:[^/]+/([0-9a-f]{32})$", result.key_id)
-    if local and not result.public_key_sha256.startswith(local.group(1)):
+    if result.key_id.startswith("local:") and not names_its_key(result.key_id, carried):
         result.problems.append(f"{SIGNATURE}'s key id {result.key_id} does not name its public key")
-    if statement["sums_sha256"] != hashlib.sha256(sums).hexdigest():
+    if sums_sha256 != hashlib.sha256(sums).hexdigest():
         result.problems.append(f"{SIGNATURE} does not match SHA256SUMS: the sums changed after they were signed")
     if not _verifies(carried, raw, hashlib.sha256(_canonical(statement)).digest()):
         result.problems.append("the signature does not verify with its own public key")
@@ -309,6 +336,12 @@ def check(signature: bytes, sums: bytes, *, trusted: ec.EllipticCurvePublicKey |
         result.problems.append(f"signed by {result.key_id} (public key sha256 {result.public_key_sha256[:16]}…), "
                                f"not by {trusted_name} (sha256 {fingerprint(trusted)[:16]}…)")
     return result
+
+
+def names_its_key(key_id: str, public_key: ec.EllipticCurvePublicKey) -> bool:
+    """Whether a local key id (`local:<entry>/<32 hex>`) names this public key's fingerprint."""
+    local = _LOCAL_KID.match(key_id)
+    return local is not None and fingerprint(public_key).startswith(local.group(1))
 
 
 def _verifies(key: ec.EllipticCurvePublicKey, raw: bytes, digest: bytes) -> bool:

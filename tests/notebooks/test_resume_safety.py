@@ -119,6 +119,20 @@ def test_a_planted_launcher_resigned_with_another_key_is_refused(copy, tmp_path)
     assert not marker.exists()
 
 
+def test_parameters_pointed_at_another_store_and_resigned_are_refused(copy, tmp_path):
+    """Whoever writes the folder can name a store of their own in its parameters and sign with the
+    key there: the key is not one crlib has sealed runs with on this account."""
+    forged_store = tmp_path / "forged-store"
+    archived = yaml.safe_load((copy / "parameters.yaml").read_text())
+    archived["secrets"]["local_dir"] = str(forged_store)
+    (copy / "parameters.yaml").write_text(yaml.safe_dump(archived, sort_keys=False))
+    forger = signing.LocalSigner(LocalSecretStore(forged_store))
+    archive.seal(copy, signer=forger)
+    archive.unseal(copy)
+    message = refused(copy)
+    assert f"signed by {forger.key_id}, a key crlib has not sealed a run with on this account" in message
+
+
 def test_a_planted_launcher_signed_with_the_sites_own_key_still_never_runs(copy, failed_run, tmp_path):
     """Whoever holds the site's key can sign anything: the kernels still start outside the folder
     with PYTHONSAFEPATH=1, so a planted file is never imported."""
