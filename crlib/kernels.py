@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
 import os
 import secrets
 from collections import deque
@@ -162,8 +161,7 @@ class KernelAhead:
         # five sockets and a ZeroMQ context each, which a process running many notebooks runs out of.
         for client in getattr(manager, "crlib_clients", []):
             with contextlib.suppress(Exception):
-                run_sync(client.stop_channels)() if inspect.iscoroutinefunction(client.stop_channels) \
-                    else client.stop_channels()
+                client.stop_channels()  # a plain method on jupyter_client's async client too
 
     def finish(self) -> None:
         while self._waiting:
