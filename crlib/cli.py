@@ -1,5 +1,6 @@
 """The `crlib` command: run the connected registry runbook headless, check its archives, copy its
-notebooks, and run the local sandbox that emulates Azure."""
+notebooks, show each site's health on day 2 (`crlib status`), and run the local sandbox that emulates
+Azure."""
 
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ examples:
   crlib run parameters/sandbox.yaml            notebooks 00-06, headless, into runs/<run>/
   crlib run parameters/sandbox.yaml -p connected_registry.mode=ReadOnly --plan
   crlib run --resume runs/<run>                continue a failed run
+  crlib fleet plan parameters/fleet-sandbox.yaml   many sites from one inventory: the plan
+  crlib fleet run parameters/fleet-sandbox.yaml    ... and the run, into runs/<stamp>-fleet-<name>-<hex>/
   crlib archive verify runs/<run>              hashes, signature, secrets
   crlib notebooks copy ~/crlib                 the notebooks, to open in JupyterLab
+  crlib status parameters/sandbox.yaml         day 2: is the site healthy? (reads only; 1 when not)
 
 A failure is one line on stderr: what failed, where (file:line, field or -p key) and what to do.
 Exit codes: 0 done, 1 failed, 2 refused before anything ran (bad input), 130 interrupted.
@@ -36,12 +40,14 @@ def parser() -> argparse.ArgumentParser:
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     top.add_argument("--version", action="version", version=f"crlib {__version__}")
     top.add_argument("--debug", action="store_true", help="on a failure, show the traceback too")
-    sub = top.add_subparsers(dest="command", required=True, metavar="{run,archive,notebooks,sandbox}")
-    from . import notebooks_cli, run_cli
+    sub = top.add_subparsers(dest="command", required=True, metavar="{run,fleet,archive,notebooks,status,sandbox}")
+    from . import fleet_cli, notebooks_cli, run_cli
     from .sandbox import cli as sandbox_cli  # its parser only: the sandbox itself loads when a command runs
 
     run_cli.add_parsers(sub)
     notebooks_cli.add_parser(sub)
+    from . import status_cli; status_cli.add_parser(sub)  # noqa: E702, I001  (crlib status: day 2, reads only)
+    fleet_cli.add_parser(sub)
     sandbox_cli.add_parser(sub)
     return top
 

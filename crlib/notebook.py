@@ -111,6 +111,13 @@ def open_page(notebook: str, namespace: dict) -> Page:
     return Page(phase, values)
 
 
+def open_fleet_page(namespace: dict) -> Any:
+    """notebooks/10-fleet.ipynb's page: an inventory of sites (crlib/fleet_page.py)."""
+    from .fleet_page import open_fleet_page as open_fleet
+
+    return open_fleet(namespace)
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 

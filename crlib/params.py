@@ -756,6 +756,25 @@ class Arc(_Model):
         return self
 
 
+class Status(_Model):
+    """`crlib status` (day 2): when a site counts as unhealthy. It reads and never writes."""
+
+    expiry_warning_days: int = Field(14, ge=0, le=3650, description="a sync password or client token that "
+                                     "expires within this many days makes the site unhealthy")
+    sync_grace: str = Field("PT10M", description="ISO 8601 duration a sync may run late: the last sync must be "
+                            "no older than the schedule's last due time (its window's end) less this")
+
+    @field_validator("sync_grace")
+    @classmethod
+    def _grace(cls, value: str) -> str:
+        _duration(value, "status.sync_grace")
+        return value
+
+    @property
+    def sync_grace_delta(self) -> dt.timedelta:
+        return _duration(self.sync_grace, "status.sync_grace")
+
+
 class Host(_Model):
     """Where the connected registry runs: an IoT Edge device (today) or an Arc-enabled cluster."""
 
@@ -787,6 +806,7 @@ class Site(_Model):
     secrets: Secrets = Secrets()
     records: Records = Records()
     host: Host = Host()
+    status: Status = Status()
 
     @field_validator("subscription_id")
     @classmethod

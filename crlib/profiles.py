@@ -9,6 +9,7 @@ endpoints, hubs and gateways always come from service responses, never from thes
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import os
 import re
@@ -106,6 +107,14 @@ class TargetProfile:
                 token = self.credential.get_token(*self.credential_scopes).token
             tenant = _token_claims(token).get("tid") or "unknown-tenant"
         return f"{self.kind}-{tenant}-{self.subscription_id}"
+
+    def now(self) -> dt.datetime:
+        """The time by the clock the service keeps, in UTC: Azure's is the wall clock; the sandbox's is
+        its simulated clock (faster than the wall clock with --clock-speed), which its devices' syncs,
+        activity times and token expiries follow. Compare service timestamps with this."""
+        if self.kind != "sandbox":
+            return dt.datetime.now(dt.UTC)
+        return sandbox_control("target.kind sandbox").clock_now(self.extra["sandbox"])
 
     def device_access(self, site: Site) -> DeviceAccess | None:
         """The parameters' device.address and device.ca_cert; without an address, what the sandbox
@@ -325,9 +334,19 @@ class Clients:
         self._extensions: Any = None
         self._clusters: Any = None
 
+    @property
+    def arm_pacer(self) -> Any:
+        """The process's ARM budget for this endpoint and subscription (crlib/azure/pacing.py)."""
+        from .azure.pacing import pacer_for
+
+        return pacer_for(self.profile.arm_endpoint, self.profile.subscription_id or "")
+
     def _common(self) -> dict:
+        from .azure.pacing import pacing_policy
+
         return {"base_url": self.profile.arm_endpoint, "credential_scopes": self.profile.credential_scopes,
-                "connection_verify": self.profile.connection_verify, **retries.azure_core_options()}
+                "connection_verify": self.profile.connection_verify, **retries.azure_core_options(),
+                "custom_hook_policy": pacing_policy(self.arm_pacer)}
 
     @property
     def acr(self) -> ContainerRegistryManagementClient:
@@ -415,7 +434,9 @@ class Clients:
 
     def arm_session(self):
         """Plain ARM calls for what no SDK here covers (resource groups): a session with a token."""
-        session = self.http_session()
+        from .azure.pacing import pace_session
+
+        session = pace_session(self.http_session(), self.arm_pacer)
         token = self.profile.credential.get_token(*self.profile.credential_scopes).token
         session.headers["Authorization"] = f"Bearer {token}"
         return session

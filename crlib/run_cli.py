@@ -263,7 +263,14 @@ def archive_secrets(run_dir: Path) -> tuple[dict[str, str], str]:
     came from."""
     from .params import load_file
 
-    site = load_file(run_dir / "parameters.yaml")
+    names = None
+    if (run_dir / "inventory.yaml").is_file():  # a fleet run: every site's secrets, and the fleet's own
+        from .inventory import load_inventory
+
+        fleet = load_inventory(run_dir / "inventory.yaml")
+        site, names = fleet.shared_site, [fleet.name, *(s.site for s in fleet.sites)]
+    else:
+        site = load_file(run_dir / "parameters.yaml")
     try:
         from .context import secret_store_for
         from .profiles import profile_for
@@ -271,7 +278,10 @@ def archive_secrets(run_dir: Path) -> tuple[dict[str, str], str]:
 
         store = (LocalSecretStore(site.secrets.local_dir) if site.secrets.store == "local" and site.secrets.local_dir
                  else secret_store_for(site, profile_for(site)))
-        return archive.named_store_secrets(store, f"crlib-{site.site}-"), f"{site.secrets.store} secret store"
+        found: dict[str, str] = {}
+        for name in names or [site.site]:
+            found |= archive.named_store_secrets(store, f"crlib-{name}-")
+        return found, f"{site.secrets.store} secret store"
     except Exception as exc:  # an unreachable store still leaves the hash and shape checks
         return {}, f"secret shapes only ({site.secrets.store} store unreachable: {type(exc).__name__})"
 
@@ -295,7 +305,12 @@ def _trusted_key(args: argparse.Namespace) -> tuple[signing.ec.EllipticCurvePubl
     from .params import load_file
 
     try:
-        profile = open_context(load_file(args.run_dir / "parameters.yaml")).profile
+        if (args.run_dir / "inventory.yaml").is_file():  # a fleet run
+            from .inventory import load_inventory
+
+            profile = open_context(load_inventory(args.run_dir / "inventory.yaml").shared_site).profile
+        else:
+            profile = open_context(load_file(args.run_dir / "parameters.yaml")).profile
         return signing.key_vault_public_key(args.key_id, profile), f"the Key Vault key {args.key_id}", []
     except Exception as exc:
         return None, "", [f"cannot read {args.key_id} from its vault ({type(exc).__name__}: {exc})"]

@@ -184,7 +184,8 @@ def execute(phase: runbook.Phase, run_dir: Path, parameters: dict, *, notebooks_
 
 
 # Names a file a notebook leaves in its working directory may not take in the run folder.
-_RESERVED = {archive.RECORD, archive.SUMS, archive.SIGNATURE, EVENTS, "parameters.yaml", "notebooks", PARTIAL}
+_RESERVED = {archive.RECORD, archive.SUMS, archive.SIGNATURE, EVENTS, "parameters.yaml", "notebooks", PARTIAL,
+             "fleet.json", "inventory.yaml", "sites"}  # the last three: a fleet run's (crlib/fleet_runner.py)
 
 
 def collect_workdir(workdir: Path, run_dir: Path) -> None:
