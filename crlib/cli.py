@@ -41,12 +41,12 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--version", action="version", version=f"crlib {__version__}")
     top.add_argument("--debug", action="store_true", help="on a failure, show the traceback too")
     sub = top.add_subparsers(dest="command", required=True, metavar="{run,fleet,archive,notebooks,status,sandbox}")
-    from . import fleet_cli, notebooks_cli, run_cli
+    from . import fleet_cli, notebooks_cli, run_cli, status_cli
     from .sandbox import cli as sandbox_cli  # its parser only: the sandbox itself loads when a command runs
 
     run_cli.add_parsers(sub)
     notebooks_cli.add_parser(sub)
-    from . import status_cli; status_cli.add_parser(sub)  # noqa: E702, I001  (crlib status: day 2, reads only)
+    status_cli.add_parser(sub)
     fleet_cli.add_parser(sub)
     sandbox_cli.add_parser(sub)
     return top

@@ -10,10 +10,10 @@ starts with what the shared steps read (the registry, the hub and its access) in
 
 Azure's limits are checked in the plan, before anything is written, each naming its source:
 50 connected registries per registry, counting those that exist already, and 50 clients per
-connected registry (Microsoft Learn, "Azure Container Registry service tiers",
-container-registry-skus.md); 100 configurations per IoT hub (Microsoft Learn, "IoT Hub quotas and
+connected registry (Microsoft Learn, "What is a connected registry?", intro-connected-registry.md,
+"Current limitations"); 100 configurations per IoT hub (Microsoft Learn, "IoT Hub quotas and
 throttling", iot-hub-devguide-quotas-throttling.md), which crlib's per-device deployments
-(`applyConfigurationOnEdgeDevice`) do not count against.
+(`applyConfigurationOnEdgeDevice`) do not count against. The sandbox enforces the same numbers.
 
 Results are typed records: `SiteOutcome` per site and attempt, `FleetPlan`, `FleetResult`.
 """
@@ -44,7 +44,7 @@ SHARED_CACHE_KEYS = ("group", "registry", "hub", "hub_access")
 DEFAULT_MAX_PARALLEL = 8
 
 # Azure's limits, with the documents that state them.
-SKUS_DOC = "https://learn.microsoft.com/azure/container-registry/container-registry-skus"
+CONNECTED_REGISTRY_LIMITS_DOC = "https://learn.microsoft.com/azure/container-registry/intro-connected-registry"
 HUB_QUOTAS_DOC = "https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-quotas-throttling"
 CONNECTED_REGISTRIES_PER_REGISTRY = 50
 CLIENTS_PER_CONNECTED_REGISTRY = 50
@@ -174,7 +174,7 @@ def inventory_limits(sites: Iterable[Site]) -> list[tuple[str, str]]:
         if count > CLIENTS_PER_CONNECTED_REGISTRY:
             problems.append((f"site {site.site}: client_access.tokens",
                              f"{count} client tokens exceed Azure's limit of {CLIENTS_PER_CONNECTED_REGISTRY} clients "
-                             f"per connected registry ({SKUS_DOC})"))
+                             f"per connected registry ({CONNECTED_REGISTRY_LIMITS_DOC})"))
     return problems
 
 
@@ -191,11 +191,11 @@ def check_limits(contexts: FleetContexts, sites: list[Site]) -> list[LimitCheck]
                 ctx.site.resource_group, ctx.site.registry.name)}
     wanted = {s.connected_registry.name.lower() for s in fleet.sites}  # the whole inventory, not only --sites
     registries = LimitCheck("connected registries", f"registry {ctx.site.registry.name}", len(existing),
-                            len(wanted - existing), CONNECTED_REGISTRIES_PER_REGISTRY, SKUS_DOC)
+                            len(wanted - existing), CONNECTED_REGISTRIES_PER_REGISTRY, CONNECTED_REGISTRY_LIMITS_DOC)
     checks = [registries]
     clients = max((len(s.client_access.tokens) for s in sites), default=0)
     checks.append(LimitCheck("clients per connected registry", "the largest site", 0, clients,
-                             CLIENTS_PER_CONNECTED_REGISTRY, SKUS_DOC))
+                             CLIENTS_PER_CONNECTED_REGISTRY, CONNECTED_REGISTRY_LIMITS_DOC))
     configurations = _hub_configurations(ctx) if any(s.host.kind == "iotedge" for s in sites) else None
     if configurations is not None:
         checks.append(LimitCheck("IoT Hub configurations", f"hub {ctx.site.hub.name}", configurations, 0,

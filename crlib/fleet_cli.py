@@ -11,7 +11,8 @@ EPILOG = """examples:
   crlib fleet plan parameters/fleet-sandbox.yaml
   crlib fleet run parameters/fleet-sandbox.yaml --max-parallel 8
   crlib fleet run parameters/fleet-sandbox.yaml --sites store-001,store-002
-  crlib fleet run --resume runs/<fleet run>          only the sites that did not succeed"""
+  crlib fleet run --resume runs/<fleet run>          only the sites that did not succeed
+  crlib fleet run --resume runs/<fleet run> parameters/fleet-x.yaml   ... with the inventory, fixed"""
 
 
 def _sites(value: str) -> list[str]:
@@ -77,10 +78,10 @@ def _run(args: argparse.Namespace) -> int:
     from .fleet_runner import FleetRun
 
     if args.resume is not None:
-        if args.inventory is not None or args.sites is not None or args.max_parallel is not None:
-            raise ParameterError("--resume", "takes the inventory, sites and parallelism the run recorded; give no "
-                                             "INVENTORY, --sites or --max-parallel with it")
-        run = FleetRun.resume(args.resume)
+        if args.sites is not None or args.max_parallel is not None:
+            raise ParameterError("--resume", "runs the sites of the recorded run that did not succeed, as parallel "
+                                             "as it was; give no --sites or --max-parallel with it")
+        run = FleetRun.resume(args.resume, args.inventory)  # INVENTORY, when given: the inventory, fixed
     else:
         if args.inventory is None:
             raise ParameterError("INVENTORY", "is required (or --resume FLEET_RUN_DIR)")

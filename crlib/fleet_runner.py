@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 from . import __version__, archive, bundled, runbook, signing
-from .errors import ArchiveError, CrlibError
+from .errors import ArchiveError, CrlibError, ParameterError
 from .inventory import SHARED_KEYS, Fleet, load_inventory
 from .runner import EVENTS, PARTIAL, _check_signer, _utc, collect_workdir, execute
 from .secrets import MASKER
@@ -88,9 +88,11 @@ class FleetRun:
         return cls(run_dir, record, load_inventory(run_dir / INVENTORY))
 
     @classmethod
-    def resume(cls, run_dir: Path) -> FleetRun:
+    def resume(cls, run_dir: Path, inventory_path: Path | None = None) -> FleetRun:
         """Refused (ArchiveError, before anything runs or is written) unless the folder is sound and
-        signed by the fleet's own key, as `crlib run --resume` requires of a site run."""
+        signed by the fleet's own key, as `crlib run --resume` requires of a site run. With
+        `inventory_path` (the inventory, fixed), its sites replace the archived ones: same fleet, and
+        every site the run chose still in it."""
         run_dir = Path(run_dir)
         problems = archive.tree_problems(run_dir) or archive.verify(run_dir)
         if problems:
@@ -102,9 +104,22 @@ class FleetRun:
             raise CrlibError(f"{run_dir.name} already succeeded; nothing to resume")
         if record.get("plan_only"):
             raise CrlibError(f"{run_dir.name} is a plan; nothing to resume")
+        fixed = load_inventory(inventory_path) if inventory_path is not None else None
+        if fixed is not None:
+            if fixed.name != fleet.name:
+                raise ParameterError("fleet", f"'{fixed.name}' is not the fleet this run ran ('{fleet.name}')",
+                                     where=str(inventory_path))
+            missing = [name for name in record["sites_chosen"] if name not in {s.site for s in fixed.sites}]
+            if missing:
+                raise ParameterError("sites", f"{', '.join(missing)} ran in {run_dir.name} but are not in this "
+                                              "inventory", where=str(inventory_path))
         archive.unseal(run_dir)
         (run_dir / archive.SUMS).unlink(missing_ok=True)
         (run_dir / archive.SIGNATURE).unlink(missing_ok=True)
+        if fixed is not None:
+            archive.write_private(run_dir / INVENTORY, archived_inventory(fixed))
+            record["inventory_sha256"] = archive.sha256_file(run_dir / INVENTORY)
+            fleet = load_inventory(run_dir / INVENTORY)
         return cls(run_dir, record, fleet)
 
     def pending(self) -> list[str]:
@@ -142,7 +157,8 @@ class FleetRun:
         notebooks_dir = notebooks_dir or bundled.notebooks_dir()
         number = len(self.record["attempts"]) + 1
         sites = self.pending() if number > 1 else self.record["sites_chosen"]
-        attempt: dict[str, Any] = {"attempt": number, "started": _utc(), "sites": sites, "status": "running"}
+        attempt: dict[str, Any] = {"attempt": number, "started": _utc(), "sites": sites, "status": "running",
+                                   "inventory_sha256": self.record["inventory_sha256"]}
         self.record["attempts"].append(attempt)
         self.record["status"] = "running"
         workdir = Path(tempfile.mkdtemp(prefix="crlib-kernels-"))

@@ -550,3 +550,107 @@ class Page:
 
 
 __all__ = ["COMMON_PARAMETERS", "CrlibError", "Page", "open_page", "parameter_names", "results_table"]
+
+
+# -- the day-2 status view (notebooks/11-status.ipynb): not a runbook phase; it reads and never writes ------
+# Its parameters, with the help papermill shows: the common ones a read-only view has use for.
+STATUS_PARAMETERS = {
+    "params_file": ("../parameters/sandbox.yaml", "a site's parameter file, or a fleet inventory (a file with a "
+                                                  "top-level fleet: key)"),
+    "overrides": ({}, "dotted parameters over the file, e.g. {'status.expiry_warning_days': 30} (for an inventory: "
+                      "status.* only, applied to every site)"),
+    "interactive": (True, "false for headless runs (papermill): no form is shown"),
+}
+STATUS_FIELDS = ("status.expiry_warning_days", "status.sync_grace")
+
+
+def status_page(namespace: dict) -> StatusPage:
+    """Notebook 11's page: its parameters read from its namespace (after papermill's injection),
+    strictly, as open_page reads a phase's. The logic is crlib/status.py's."""
+    unknown = sorted(name for name, value in namespace.items()
+                     if not name.startswith("_") and name not in _IPYTHON_NAMES and name not in STATUS_PARAMETERS
+                     and isinstance(value, _PARAMETER_TYPES))
+    if unknown:
+        raise ParameterError(unknown[0], f"is not a parameter of 11-status; its parameters are "
+                                         f"{', '.join(STATUS_PARAMETERS)}")
+    values = {name: namespace.get(name, default) for name, (default, _) in STATUS_PARAMETERS.items()}
+    return StatusPage(str(values["params_file"]), _overrides(values["overrides"]),
+                      interactive=_bool("interactive", values["interactive"]))
+
+
+class StatusPage:
+    """The status view's cells: a form for the thresholds, the table coloured by health, the plot of
+    sync ages and days to expiry, and the reasons."""
+
+    def __init__(self, params_file: str, overrides: dict, *, interactive: bool = True):
+        from . import status
+
+        self.params_file, self.overrides, self.interactive = params_file, overrides, interactive
+        self.sites = status.load_sites(params_file, overrides, flag="overrides:")
+        self.form_overrides: dict[str, object] = {}
+        self._form: Form | None = None
+        self._statuses: list | None = None
+
+    @property
+    def statuses(self) -> list:
+        """Each site's status (crlib.status.SiteStatus), read once per reading of the form."""
+        if self._statuses is None:
+            from . import status
+
+            self._statuses = status.read_status(self.sites)
+        return self._statuses
+
+    def form(self) -> _Shown:
+        """The thresholds, prefilled from the (first) site's parameters; interactive sessions show it."""
+        text = f"*Form not shown (headless): thresholds come from `{self.params_file}` and `overrides`.*"
+        if not self.interactive:
+            return _Shown(None, False, text)
+        self._form = Form(self.sites[0], STATUS_FIELDS)
+        return _Shown(self._form, True, text)
+
+    def read_form(self, shown: _Shown | Form | None = None) -> pd.DataFrame:
+        """Apply the form's thresholds to every site (validated again); a table of them."""
+        from . import status
+
+        form = shown.widget if isinstance(shown, _Shown) else shown or self._form
+        if isinstance(form, Form):
+            form.clear_problems()
+            self.form_overrides = form.overrides()
+            try:
+                self.sites = [status.with_status(site, self.form_overrides, flag="form") for site in self.sites]
+            except ParameterError as exc:
+                if self.interactive:
+                    form.show_problems("Not accepted: ", [(exc.field, exc.message)])
+                raise
+            self._statuses = None
+        return _table([{"site": s.site, "expiry_warning_days": s.status.expiry_warning_days,
+                        "sync_grace": s.status.sync_grace} for s in self.sites],
+                      ["site", "expiry_warning_days", "sync_grace"])
+
+    def table(self) -> Any:
+        """One row per site (crlib.status.to_frame), green when healthy, red when not."""
+        from . import status
+
+        return status.style(status.to_frame(self.statuses))
+
+    def plot(self) -> pd.DataFrame:
+        """Each site's sync age and days to its first password expiry, as bars (green healthy, red
+        not) with the allowances as lines; the cell's value is the data plotted."""
+        import io
+
+        from IPython.display import Image, display
+
+        from . import status
+
+        buffer = io.BytesIO()  # rendered here: no pyplot state, one image whatever the kernel's backend
+        status.plot(self.statuses).savefig(buffer, format="png", dpi=100)
+        display(Image(data=buffer.getvalue(), format="png"))
+        data = status.plot_frame(self.statuses)
+        return _table(data.to_dict("records"), list(data.columns))
+
+    def reasons(self) -> pd.DataFrame:
+        """Why each unhealthy site is unhealthy, one row per reason (none: every site is healthy)."""
+        rows = [{"site": s.site, "reason": r.removeprefix(f"{s.site}: ")} for s in self.statuses for r in s.reasons]
+        if not rows:
+            rows = [{"site": f"all {len(self.statuses)}", "reason": "healthy"}]
+        return _table(rows, ["site", "reason"])

@@ -107,6 +107,9 @@ PHASES = [
 ]
 PHASE_NAMES = [p.notebook for p in PHASES]
 DEFAULT_PHASES = [p for p in PHASES if p.notebook < "90"]  # rotation and teardown run only when named
+# Notebooks beside the phases, which `crlib run` never runs: the fleet's (crlib/fleet_page.py) and the
+# day-2 status view (crlib/status.py, which reads and never writes).
+OTHER_NOTEBOOKS = ("10-fleet", "11-status")
 
 
 def phase(name: str) -> Phase:

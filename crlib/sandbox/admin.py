@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from .clock import iso
 from .config import LATENCY_PROFILES
 from .core.arm import OPEN
 from .core.errors import SandboxError
@@ -23,6 +24,12 @@ def health(call: Call) -> web.Response:
 
 def status(call: Call) -> web.Response:
     return json_response(call.sandbox.status())
+
+
+def clock(call: Call) -> web.Response:
+    """The simulated clock that device behaviour and token expiry follow: its time (ISO 8601 UTC)
+    and speed. A client comparing service timestamps with "now" asks this, not its wall clock."""
+    return json_response({"now": iso(call.sandbox.clock.now()), "speed": call.sandbox.clock.speed})
 
 
 def requests(call: Call) -> web.Response:
@@ -94,6 +101,7 @@ def cloud_metadata(call: Call) -> web.Response:
 URLS = [
     ("GET", "/_sandbox/health", health),
     ("GET", "/_sandbox/status", status),
+    ("GET", "/_sandbox/clock", clock),
     ("GET", "/_sandbox/requests", requests),
     ("GET", "/_sandbox/state", state),
     ("POST", "/_sandbox/reset", reset, False),

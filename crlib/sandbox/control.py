@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -186,6 +187,12 @@ def set_faults(status: dict, **settings) -> dict:
 def fault_counters(status: dict) -> dict:
     """What the fault injector has done since its settings were last set."""
     return admin(status, "GET", "/_sandbox/faults")["counters"]
+
+
+def clock_now(status: dict) -> dt.datetime:
+    """The sandbox's simulated time (UTC): what its devices' syncs and its token expiries follow."""
+    text = admin(status, "GET", "/_sandbox/clock")["now"]
+    return dt.datetime.fromisoformat(text[:26].rstrip("Z")).replace(tzinfo=dt.UTC)
 
 
 def device_offline(status: dict, device_id: str, seconds: float, hub: str | None = None) -> dict:

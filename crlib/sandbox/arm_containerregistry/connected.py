@@ -3,7 +3,8 @@ connected registry, their parent.
 
 Every rule is checked before anything is written: a Premium registry with its dedicated data
 endpoint, a name that starts with a letter, a parent in the same registry whose mode allows
-the child's, and sync and client tokens that exist. What the on-premises registry reports
+the child's, sync and client tokens that exist, and the documented limits (MAX_CONNECTED_REGISTRIES,
+MAX_CLIENT_TOKENS). What the on-premises registry reports
 (connection state, activation, last activity and sync) is set by the device simulator through
 set_runtime_status; until then those fields show a registry that has never connected.
 """
@@ -44,6 +45,18 @@ NAME_RULE = ("Connected registry names must start with a letter, contain only al
 DEFAULT_LOGGING = {"logLevel": "Information", "auditLogStatus": "Disabled"}
 # The Azure CLI's documented defaults: garbage collection on, once a day.
 DEFAULT_GARBAGE_COLLECTION = {"enabled": True, "schedule": "0 0 * * *"}
+# The documented limits. "What is a connected registry?", Current limitations
+# (https://learn.microsoft.com/azure/container-registry/intro-connected-registry,
+# MicrosoftDocs/azure-management-docs articles/container-registry/intro-connected-registry.md, 05/20/2025):
+# "The number of clients for the connected registry is limited to 50." and "The number of connected
+# registries per container registry is limited to 50." (Versions before 2024 said 20 clients.)
+# No document, spec or Azure CLI source says how Azure refuses more, so the sandbox refuses the
+# request with a 400 before anything is written; the error codes below are the sandbox's own.
+MAX_CONNECTED_REGISTRIES = 50  # per (cloud) container registry
+MAX_CLIENT_TOKENS = 50  # clientTokenIds per connected registry
+CONNECTED_REGISTRY_LIMIT_CODE = "ConnectedRegistryLimitExceeded"
+CLIENT_TOKEN_LIMIT_CODE = "ClientTokenLimitExceeded"
+LIMITS_SOURCE = "https://learn.microsoft.com/azure/container-registry/intro-connected-registry#current-limitations"
 # Fields the on-premises registry reports; a PUT on an existing connected registry keeps them.
 _RUNTIME_FIELDS = ("version", "connectionState", "lastActivityTime", "activation", "statusDetails", "loginServer")
 
@@ -107,9 +120,28 @@ def _sync_properties(sandbox: Sandbox, registry: dict, given: dict, current: dic
     return sync
 
 
+def _check_connected_registry_count(sandbox: Sandbox, registry: dict) -> None:
+    """A new connected registry must fit MAX_CONNECTED_REGISTRIES. Every connected registry the
+    registry holds counts, a parent's children too (they are all the registry's resources), and
+    one still being deleted until its deletion finishes."""
+    count = len(sandbox.store.children(registry["id"], CONNECTED_REGISTRY_TYPE))
+    if count >= MAX_CONNECTED_REGISTRIES:
+        raise SandboxError(400, CONNECTED_REGISTRY_LIMIT_CODE,
+                           f"Registry '{registry['name']}' already has {count} connected registries: the number of "
+                           f"connected registries per container registry is limited to {MAX_CONNECTED_REGISTRIES} "
+                           f"(see {LIMITS_SOURCE}). Delete a connected registry before creating another.")
+
+
 def _client_token_ids(sandbox: Sandbox, registry: dict, value: object) -> list[str]:
+    given = string_list(value, "properties.clientTokenIds")
+    # Checked before the tokens are looked up, and counted as given (a repeated id counts twice).
+    if len(given) > MAX_CLIENT_TOKENS:
+        raise SandboxError(400, CLIENT_TOKEN_LIMIT_CODE,
+                           f"The value of 'properties.clientTokenIds' names {len(given)} tokens: the number of "
+                           f"clients for a connected registry is limited to {MAX_CLIENT_TOKENS} "
+                           f"(see {LIMITS_SOURCE}).")
     ids = []
-    for i, token_id in enumerate(string_list(value, "properties.clientTokenIds")):
+    for i, token_id in enumerate(given):
         token = find_child(sandbox, registry, "tokens", token_id)
         if token is None:
             raise invalid(f"properties.clientTokenIds[{i}]", f"'{token_id}' is not a token of registry "
@@ -155,6 +187,8 @@ def put_connected_registry(sandbox: Sandbox, registry: dict, name: str, body: ob
     _check_registry(registry)
     rid = f"{registry['id']}/connectedRegistries/{name}"
     existing = sandbox.store.get(rid)
+    if existing is None:
+        _check_connected_registry_count(sandbox, registry)
     given = obj(obj(body, "body").get("properties"), "properties")
     if given.get("mode") is None:
         raise required("properties.mode")

@@ -7,6 +7,19 @@ module configurations: each module) gets the highest-priority configuration of e
 target condition it matches (the most recently created one on a tie). The winner's content is
 applied once, and the twin that carries the statuses ($edgeAgent's for deployments) marks the
 winner "Applied" and the other matches "Targeted", which is what the system metrics count.
+
+A hub holds at most MAX_CONFIGURATIONS of them (MAX_CONFIGURATIONS_FREE on a free hub). "IoT Hub
+quotas and throttling", Other limits (articles/iot-hub/iot-hub-devguide-quotas-throttling.md):
+"Automatic device and module configurations | 100 configurations per basic or standard SKU hub. 10
+configurations per free SKU hub." and "IoT Edge automatic deployments | ... 100 deployments
+(including layered deployments) per basic or standard SKU hub. 10 deployments per free SKU hub."
+The sandbox counts both kinds together, as one /configurations collection: the article lists them
+apart, but a hub refusing a 101st automatic configuration answered "ErrorCode:
+ConfigurationCountLimitExceeded;Number of deployments exceed the maximum quota 100 for this IotHub."
+(MicrosoftDocs/azure-docs issue 94528), which is the harsher reading. A refusal is 413
+ConfigurationCountLimitExceeded (413101 in "Troubleshoot Azure IoT Hub error codes"). Content
+applied to one device (applyConfigurationContent, `az iot edge set-modules`) is no configuration
+and counts for nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +29,12 @@ import re
 
 from ..core.errors import SandboxError
 from . import models, twins
-from .errors import argument_invalid, configuration_not_found, precondition_failed
+from .errors import (
+    argument_invalid,
+    configuration_count_limit_exceeded,
+    configuration_not_found,
+    precondition_failed,
+)
 from .query import parse_condition, parse_query
 
 CONFIGURATION = "iothub.configuration"
@@ -26,6 +44,8 @@ _ID = re.compile(r"^[a-z0-9\-:+%_#*?!(),=@;$']{1,128}$")
 # Module configurations name their source in the target condition, as IoT Hub requires.
 _MODULES_PREFIX = re.compile(r"^\s*from\s+devices\.modules\s+where\s+", re.I)
 MAX_LISTED = 20  # GET /configurations answers at most 20, whatever top asks for
+MAX_CONFIGURATIONS = 100  # per basic or standard hub, configurations and deployments together
+MAX_CONFIGURATIONS_FREE = 10  # per free (F1) hub
 
 
 def config_key(hub_id: str, config_id: str) -> str:
@@ -116,6 +136,11 @@ def _etag(revision: int) -> str:
     return base64.b64encode(str(revision).encode()).decode()
 
 
+def configuration_limit(store, hub_id: str) -> int:
+    hub = store.get(hub_id)
+    return MAX_CONFIGURATIONS_FREE if hub and hub.get("sku", {}).get("name") == "F1" else MAX_CONFIGURATIONS
+
+
 def get(store, hub_id: str, config_id: str) -> dict:
     doc = store.get(config_key(hub_id, config_id))
     if doc is None:
@@ -153,6 +178,9 @@ def put(sandbox, hub_id: str, config_id: str, body: dict, if_match: str | None) 
     if created:
         if if_match is not None:
             raise configuration_not_found(config_id)
+        limit = configuration_limit(store, hub_id)
+        if len(store.children(hub_id, CONFIGURATION)) >= limit:
+            raise configuration_count_limit_exceeded(limit)
         doc = {"id": config_id, "schemaVersion": body.get("schemaVersion") or "1.0", "content": body["content"],
                "createdTimeUtc": now, "_sandbox": {"revision": 0, "kind": kind}}
     else:

@@ -47,3 +47,11 @@ def configuration_not_found(config_id: str) -> SandboxError:
 def precondition_failed(what: str) -> SandboxError:
     return SandboxError(412, "PreconditionFailed", f"Precondition failed: the etag does not match {what}'s "
                         "current etag")
+
+
+def configuration_count_limit_exceeded(limit: int) -> SandboxError:
+    """413101 ConfigurationCountLimitExceeded, "The configuration count limit has been exceeded."
+    (Troubleshoot Azure IoT Hub error codes, articles/iot-hub/troubleshoot-error-codes.md)."""
+    return SandboxError(413, "ConfigurationCountLimitExceeded",
+                        f"The configuration count limit has been exceeded: this hub has {limit} configurations and "
+                        f"IoT Edge deployments, its maximum. Delete one before creating another.")
