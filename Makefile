@@ -89,9 +89,9 @@ clean:
 
 # Benchmarks: each starts its own sandbox in a temporary directory, prints a table and a RESULT line,
 # and writes benchmarks/results/<name>.json (see benchmarks/README.md).
-.PHONY: bench bench-scheduling bench-arm bench-headless bench-datapath bench-plan
+.PHONY: bench bench-scheduling bench-arm bench-headless bench-datapath bench-plan bench-fleet
 
-bench: venv bench-scheduling bench-arm bench-headless bench-datapath bench-plan
+bench: venv bench-scheduling bench-arm bench-headless bench-datapath bench-plan bench-fleet
 
 bench-scheduling: venv
 	$(PY) benchmarks/scheduling.py
@@ -107,3 +107,6 @@ bench-datapath: venv
 
 bench-plan: venv
 	$(PY) benchmarks/plan_overhead.py
+
+bench-fleet: venv
+	$(PY) benchmarks/fleet.py

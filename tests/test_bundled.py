@@ -20,7 +20,7 @@ def test_a_checkout_runs_the_repository_notebooks():
     assert bundled.notebooks_dir() == runner.NOTEBOOKS_DIR == ROOT / "notebooks"
     assert bundled.notebooks() == sorted((ROOT / "notebooks").glob("*.ipynb"))
     assert [p.name for p in bundled.parameter_files()] == ["example-azure-arc.yaml", "example-azure.yaml",
-                                                           "sandbox-arc.yaml", "sandbox.yaml"]
+                                                           "fleet-sandbox.yaml", "sandbox-arc.yaml", "sandbox.yaml"]
 
 
 def test_notebooks_list_names_every_notebook_and_parameter_file(capsys):
@@ -39,10 +39,14 @@ def test_notebooks_copy_lays_out_what_the_notebooks_expect_and_overwrites_only_w
         assert f"wrote {workspace / 'notebooks' / source.name}" in out
     for source in bundled.parameter_files():
         assert (workspace / "parameters" / source.name).read_bytes() == source.read_bytes()
-    # Each notebook's default parameter file resolves from where JupyterLab runs it (its own folder).
+    # Each notebook's default parameter file (the fleet's: its inventory) resolves from where
+    # JupyterLab runs it (its own folder).
     for notebook in (workspace / "notebooks").glob("*.ipynb"):
-        default = ast.literal_eval(papermill.inspect_notebook(str(notebook))["params_file"]["default"])
-        assert (notebook.parent / default).resolve() == (workspace / "parameters" / "sandbox.yaml").resolve()
+        declared = papermill.inspect_notebook(str(notebook))
+        name, expected = (("inventory_file", "fleet-sandbox.yaml") if "inventory_file" in declared
+                          else ("params_file", "sandbox.yaml"))
+        default = ast.literal_eval(declared[name]["default"])
+        assert (notebook.parent / default).resolve() == (workspace / "parameters" / expected).resolve()
 
     edited = workspace / "parameters" / "sandbox.yaml"
     edited.write_text("site: mine\n")

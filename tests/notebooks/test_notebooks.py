@@ -25,7 +25,9 @@ def papermill(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_there_is_one_notebook_per_phase():
-    assert sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb")) == runbook.PHASE_NAMES
+    """...and the notebooks beside the phases, which crlib run never runs (runbook.OTHER_NOTEBOOKS)."""
+    assert sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb")) == sorted([*runbook.PHASE_NAMES, *runbook.OTHER_NOTEBOOKS])
+    assert not set(runbook.OTHER_NOTEBOOKS) & set(runbook.PHASE_NAMES)
 
 
 @pytest.mark.parametrize("name", runbook.PHASE_NAMES)
