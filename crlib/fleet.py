@@ -20,6 +20,8 @@ Results are typed records: `SiteOutcome` per site and attempt, `FleetPlan`, `Fle
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -27,8 +29,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from . import plan_view, runbook
-from .azure import readers
+from . import plan_view, progress, runbook
+from .azure import names, readers
 from .azure.errors import map_exceptions
 from .context import RunContext, open_context
 from .errors import CrlibError, ParameterError, RunFailed
@@ -42,6 +44,7 @@ SITE_STEPS = ("device", "provision", "definition", "settings", "manifest", "depl
 # What the shared steps read that every site's steps read again: handed to each site's cache.
 SHARED_CACHE_KEYS = ("group", "registry", "hub", "hub_access")
 DEFAULT_MAX_PARALLEL = 8
+log = logging.getLogger("crlib.fleet")
 
 # Azure's limits, with the documents that state them.
 CONNECTED_REGISTRY_LIMITS_DOC = "https://learn.microsoft.com/azure/container-registry/intro-connected-registry"
@@ -146,35 +149,76 @@ class FleetContexts:
         self.shared = open_context(fleet.shared_site)
         self._sites: dict[str, RunContext] = {}
         self._lock = threading.Lock()
+        self._parents: dict[str, threading.Lock] = {}
+        self._listing: tuple[list, list] | None = None
+
+    def list_shared(self) -> None:
+        """The registry's tokens and scope maps, listed once (a page per hundred or so) for every
+        site's first read of its own: in a fleet, reads are what ARM's budget runs out of first."""
+        ctx = self.shared
+        self._listing = None
+        if readers.registry(ctx) is None:
+            return
+        site = ctx.site
+        with map_exceptions("fleet", "listing the registry's tokens and scope maps"):
+            self._listing = (list(ctx.clients.acr.tokens.list(site.resource_group, site.registry.name)),
+                             list(ctx.clients.acr.scope_maps.list(site.resource_group, site.registry.name)))
+
+    def fresh_sites(self) -> None:
+        """Forget the sites' contexts (a plan's), so each starts from what the shared steps left."""
+        with self._lock:
+            self._sites.clear()
+
+    def parent_lock(self, parent: str) -> threading.Lock:
+        """Nested sites write into their parent (its sync scope map's actions, its client token ids)
+        by reading it and writing it back: siblings take turns."""
+        with self._lock:
+            return self._parents.setdefault(parent.lower(), threading.Lock())
+
+    def as_fleet(self, site: Site) -> RunContext:
+        """A shared step run as `site` (another host kind, another image to import), named after the
+        fleet, on the shared context's cache."""
+        return RunContext(site.model_copy(update={"site": self.fleet.name}), self.shared.profile,
+                          self.shared.clients, self.shared.secrets, cache=self.shared.cache)
 
     def for_site(self, site: Site) -> RunContext:
         with self._lock:
             if site.site not in self._sites:
                 seeded = {k: self.shared.cache[k] for k in SHARED_CACHE_KEYS if self.shared.cache.get(k) is not None}
-                self._sites[site.site] = RunContext(site, self.shared.profile, self.shared.clients,
-                                                    self.shared.secrets, cache=seeded)
+                ctx = self._sites[site.site] = RunContext(site, self.shared.profile, self.shared.clients,
+                                                          self.shared.secrets, cache=seeded)
+                if self._listing is not None:
+                    cr = site.connected_registry.name
+                    own = [names.sync_token_name(cr), names.pull_token_name(cr)]
+                    readers.listed(ctx, "token", self._listing[0], [*own, *(t.name for t in site.client_access.tokens)])
+                    readers.listed(ctx, "scope_map", self._listing[1],
+                                   [names.sync_scope_map_name(cr), names.pull_token_name(cr),
+                                    *site.client_access.scope_maps])
             return self._sites[site.site]
 
-    def for_kind(self, kind: str) -> RunContext | None:
-        """The shared steps as the first site of another host kind (its prerequisites differ)."""
-        first = next((s for s in self.fleet.sites if s.host.kind == kind), None)
-        if first is None or first.host.kind == self.fleet.sites[0].host.kind:
-            return None
-        ctx = RunContext(first.model_copy(update={"site": self.fleet.name}), self.shared.profile,
-                         self.shared.clients, self.shared.secrets, cache=self.shared.cache)
-        return ctx
 
 
 # -- limits -----------------------------------------------------------------------------------------
-def inventory_limits(sites: Iterable[Site]) -> list[tuple[str, str]]:
-    """Limits the inventory alone can break: clients per connected registry. (field, message)."""
+def clients_of(site: Site, fleet: Fleet, existing_children: Iterable[str] = ()) -> int:
+    """A connected registry's clients: its client tokens, and one module pull token per nested child
+    (crlib/azure/pull_access.py attaches each child's to its parent), in the inventory or not."""
+    name = site.connected_registry.name.lower()
+    children = {s.connected_registry.name.lower() for s in fleet.sites
+                if (s.connected_registry.parent or "").lower() == name} | {c.lower() for c in existing_children}
+    return len(site.client_access.tokens) + len(children)
+
+
+def inventory_limits(fleet: Fleet, sites: Iterable[Site],
+                     children: dict[str, set[str]] | None = None) -> list[tuple[str, str]]:
+    """Clients per connected registry, for each site: (field, message) per site over the limit."""
     problems = []
     for site in sites:
-        count = len(site.client_access.tokens)
+        count = clients_of(site, fleet, (children or {}).get(site.connected_registry.name.lower(), set()))
         if count > CLIENTS_PER_CONNECTED_REGISTRY:
             problems.append((f"site {site.site}: client_access.tokens",
-                             f"{count} client tokens exceed Azure's limit of {CLIENTS_PER_CONNECTED_REGISTRY} clients "
-                             f"per connected registry ({CONNECTED_REGISTRY_LIMITS_DOC})"))
+                             f"{count} clients (client tokens and nested children's pull tokens) exceed Azure's "
+                             f"limit of {CLIENTS_PER_CONNECTED_REGISTRY} clients per connected registry "
+                             f"({CONNECTED_REGISTRY_LIMITS_DOC})"))
     return problems
 
 
@@ -182,18 +226,23 @@ def check_limits(contexts: FleetContexts, sites: list[Site]) -> list[LimitCheck]
     """Read what exists and check Azure's limits; raise ParameterError, before any write, naming the
     limit and its source when the fleet would break one."""
     fleet, ctx = contexts.fleet, contexts.shared
-    problems = inventory_limits(sites)
     registry = readers.registry(ctx)
     existing: set[str] = set()
+    children: dict[str, set[str]] = {}
     if registry is not None:
         with map_exceptions("plan", "listing the registry's connected registries"):
-            existing = {str(cr.name).lower() for cr in ctx.clients.acr.connected_registries.list(
-                ctx.site.resource_group, ctx.site.registry.name)}
+            for cr in ctx.clients.acr.connected_registries.list(ctx.site.resource_group, ctx.site.registry.name):
+                existing.add(str(cr.name).lower())
+                parent_id = getattr(getattr(cr, "parent", None), "id", None)
+                if parent_id:
+                    children.setdefault(readers.name_of(parent_id).lower(), set()).add(str(cr.name).lower())
+    problems = inventory_limits(fleet, sites, children)
     wanted = {s.connected_registry.name.lower() for s in fleet.sites}  # the whole inventory, not only --sites
     registries = LimitCheck("connected registries", f"registry {ctx.site.registry.name}", len(existing),
                             len(wanted - existing), CONNECTED_REGISTRIES_PER_REGISTRY, CONNECTED_REGISTRY_LIMITS_DOC)
     checks = [registries]
-    clients = max((len(s.client_access.tokens) for s in sites), default=0)
+    clients = max((clients_of(s, fleet, children.get(s.connected_registry.name.lower(), set())) for s in sites),
+                  default=0)
     checks.append(LimitCheck("clients per connected registry", "the largest site", 0, clients,
                              CLIENTS_PER_CONNECTED_REGISTRY, CONNECTED_REGISTRY_LIMITS_DOC))
     configurations = _hub_configurations(ctx) if any(s.host.kind == "iotedge" for s in sites) else None
@@ -231,15 +280,31 @@ def _failure(exc: BaseException) -> dict[str, str]:
     return {"step": step, "error": MASKER.redact((text.strip().splitlines() or [type(error).__name__])[0])}
 
 
-def _shared_run(contexts: FleetContexts, *, plan: bool) -> list[StepResult]:
+def _shared_run(contexts: FleetContexts, *, plan: bool, sites: list[Site] | None = None) -> list[StepResult]:
+    """The shared steps once, as the first site; then, as the first site of another host kind, what
+    that kind needs besides: its prerequisites, its images, and for IoT Edge the hub (an Arc site
+    skips the hub and the IoT Edge module images)."""
+    fleet, chosen = contexts.fleet, sites or list(contexts.fleet.sites)
+    first = fleet.sites[0]
     results = runbook.run(contexts.shared, plan=plan, only=SHARED_STEPS)
-    for kind in ("arc", "iotedge"):
-        other = contexts.for_kind(kind)
-        if other is not None:
-            for result in runbook.run(other, plan=plan, only=("prerequisites",)):
-                result.step = f"prerequisites ({kind})"
-                results.append(result)
+    kinds = {first.host.kind}
+    for site in chosen:
+        if site.host.kind in kinds:
+            continue
+        kinds.add(site.host.kind)
+        steps = ["prerequisites", "hub", "imports"] if site.host.kind == "iotedge" else ["prerequisites", "imports"]
+        for result in runbook.run(contexts.as_fleet(site), plan=plan, only=steps):
+            result.step = f"{result.step} (as {site.site})"
+            results.append(result)
     return results
+
+
+def own_imports(fleet: Fleet, site: Site) -> bool:
+    """Whether the site checks with an image the shared imports did not bring (its own pull image):
+    it imports that first, as its own step, so a missing image fails that site alone."""
+    shared = {s.checks.pull_image for s in fleet.sites if s is fleet.sites[0] or
+              s is next(f for f in fleet.sites if f.host.kind == s.host.kind)}
+    return site.checks.pull_image not in shared
 
 
 def plan_fleet(fleet: Fleet, *, sites: Iterable[str] | None = None, max_parallel: int = DEFAULT_MAX_PARALLEL,
@@ -249,12 +314,14 @@ def plan_fleet(fleet: Fleet, *, sites: Iterable[str] | None = None, max_parallel
     chosen = fleet.select(sites)
     contexts = contexts or FleetContexts(fleet)
     limits = check_limits(contexts, chosen)
-    shared = _shared_run(contexts, plan=True)
+    shared = _shared_run(contexts, plan=True, sites=chosen)
+    contexts.list_shared()
     outcomes: dict[str, SiteOutcome] = {}
 
     def plan_site(site: Site) -> SiteOutcome:
+        steps = ("imports", *SITE_STEPS) if own_imports(fleet, site) else SITE_STEPS
         try:
-            results = runbook.run(contexts.for_site(site), plan=True, only=SITE_STEPS)
+            results = runbook.run(contexts.for_site(site), plan=True, only=steps)
         except RunFailed as exc:
             return SiteOutcome(site.site, "failed", steps=_site_steps(site, exc.results), failure=_failure(exc))
         return SiteOutcome(site.site, "planned", steps=_site_steps(site, results))
@@ -279,14 +346,17 @@ def apply_fleet(fleet: Fleet, *, sites: Iterable[str] | None = None, max_paralle
     emit = on_event or (lambda event: None)
     limits = check_limits(contexts, chosen)
     pacer = contexts.shared.clients.arm_pacer
-    before = (dict(pacer.stats.requests), pacer.stats.waits, pacer.stats.waited_s, pacer.stats.throttled)
+    before = (dict(pacer.stats.requests), pacer.stats.waits, pacer.stats.waited_s, pacer.stats.throttled,
+              pacer.stats.held_polls)
     emit({"event": "shared", "status": "started"})
-    shared = _shared_run(contexts, plan=False)
+    shared = _shared_run(contexts, plan=False, sites=chosen)
+    contexts.fresh_sites()  # a plan's site contexts read the registry before the shared steps wrote it
+    contexts.list_shared()
     emit({"event": "shared", "status": "done", "steps": [r.to_dict() for r in shared]})
     outcomes = _apply_sites(fleet, chosen, contexts, max_parallel=max_parallel, attempt=attempt, emit=emit)
     pacing = {"requests": {k: v - before[0].get(k, 0) for k, v in pacer.stats.requests.items()},
               "waits": pacer.stats.waits - before[1], "waited_s": round(pacer.stats.waited_s - before[2], 2),
-              "throttled": pacer.stats.throttled - before[3]}
+              "throttled": pacer.stats.throttled - before[3], "held_first_polls": pacer.stats.held_polls - before[4]}
     return FleetResult(fleet.name, shared, outcomes, limits, round(time.monotonic() - started, 2), pacing)
 
 
@@ -303,24 +373,40 @@ def _apply_sites(fleet: Fleet, chosen: list[Site], contexts: FleetContexts, *, m
             return None
         return parent.site
 
+    def say(event: dict[str, Any]) -> None:
+        try:
+            emit(event)
+        except Exception:  # a record that cannot be written must not take the other sites down
+            log.exception("recording the fleet event of site %s", event.get("site"))
+
     def run_site(site: Site) -> SiteOutcome:
         outcome = SiteOutcome(site.site, "running", attempt=attempt, started=time.time())
         began = time.monotonic()
-        emit({"event": "site", "site": site.site, "status": "started", "attempt": attempt})
+        progress.speaking_for(site.site)
+        say({"event": "site", "site": site.site, "status": "started", "attempt": attempt})
+        parent = site.connected_registry.parent
+        results: list[StepResult] = []
         try:
-            results = runbook.run(contexts.for_site(site), only=SITE_STEPS)
+            ctx = contexts.for_site(site)
+            if own_imports(fleet, site):
+                with contexts.parent_lock(f"image:{site.checks.pull_image}"):  # one import of an image at a time
+                    results += runbook.run(ctx, only=["imports"])
+            with contexts.parent_lock(parent) if parent else contextlib.nullcontext():
+                results += runbook.run(ctx, only=SITE_STEPS)
             outcome.status = "succeeded"
         except RunFailed as exc:
-            results, outcome.status, outcome.failure = exc.results, "failed", _failure(exc)
+            results += exc.results
+            outcome.status, outcome.failure = "failed", _failure(exc)
         except Exception as exc:  # a site's failure is its own, whatever it is
-            results, outcome.status, outcome.failure = [], "failed", _failure(exc)
+            outcome.status, outcome.failure = "failed", _failure(exc)
         outcome.steps = _site_steps(site, results)
         if outcome.failure:
             outcome.steps.append({"step": outcome.failure["step"], "status": "failed", "duration_s": None,
                                   "resource_ids": [], "changes": [], "plan": []})
         outcome.resource_ids = [r for result in results for r in result.resource_ids]
         outcome.duration_s = round(time.monotonic() - began, 2)
-        emit({"event": "site", **outcome.to_dict()})
+        say({"event": "site", **outcome.to_dict()})
+        progress.speaking_for(None)
         return outcome
 
     with ThreadPoolExecutor(max_parallel, thread_name_prefix="crlib-fleet") as pool:
@@ -331,8 +417,8 @@ def _apply_sites(fleet: Fleet, chosen: list[Site], contexts: FleetContexts, *, m
                 if parent is not None and parent in outcomes and outcomes[parent].status != "succeeded":
                     del waiting[name]
                     outcomes[name] = SiteOutcome(name, "skipped", attempt=attempt, failure={
-                        "step": "device", "error": f"its parent site {parent} did not succeed"})
-                    emit({"event": "site", **outcomes[name].to_dict()})
+                        "step": "(not run)", "error": f"its parent site {parent} did not succeed"})
+                    say({"event": "site", **outcomes[name].to_dict()})
                 elif parent is None or parent in outcomes:
                     del waiting[name]
                     running[pool.submit(run_site, site)] = name

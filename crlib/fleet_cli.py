@@ -16,7 +16,10 @@ EPILOG = """examples:
 
 
 def _sites(value: str) -> list[str]:
-    return [s.strip() for s in value.split(",") if s.strip()]
+    names = [s.strip() for s in value.split(",") if s.strip()]
+    if not names:  # "--sites $FAILED" with nothing in it must not mean every site
+        raise argparse.ArgumentTypeError("names no site; leave --sites out to run every site")
+    return names
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -67,8 +67,11 @@ class FleetRun:
     @classmethod
     def create(cls, inventory_path: Path, *, runs_dir: Path, sites: list[str] | None, max_parallel: int,
                plan: bool) -> FleetRun:
+        from .fleet import FleetContexts, check_limits
+
         fleet = load_inventory(inventory_path)  # refused before any folder or request
         chosen = [s.site for s in fleet.select(sites)]
+        check_limits(FleetContexts(fleet), fleet.select(sites))  # Azure's limits: refused before any folder
         started = time.time()
         stamp = dt.datetime.fromtimestamp(started, dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         run_dir = runs_dir / f"{stamp}-fleet-{fleet.name}-{random.token_hex(3)}"
@@ -113,10 +116,17 @@ class FleetRun:
             if missing:
                 raise ParameterError("sites", f"{', '.join(missing)} ran in {run_dir.name} but are not in this "
                                               "inventory", where=str(inventory_path))
+            before, after = fleet.sites[0].model_dump(mode="json"), fixed.sites[0].model_dump(mode="json")
+            changed = [key for key in SHARED_KEYS if before.get(key) != after.get(key)]
+            if changed:  # the sites already built stand on the shared part as it was
+                raise ParameterError(f"shared.{changed[0]}", f"differs from the inventory {run_dir.name} ran with; a "
+                                     "resume may fix sites, not what they share", where=str(inventory_path))
         archive.unseal(run_dir)
         (run_dir / archive.SUMS).unlink(missing_ok=True)
         (run_dir / archive.SIGNATURE).unlink(missing_ok=True)
-        if fixed is not None:
+        if fixed is not None:  # the inventory each earlier attempt ran with stays in the record
+            earlier = len(record["attempts"])
+            archive.write_private(run_dir / f"inventory.attempt-{earlier}.yaml", archive.read_private(run_dir / INVENTORY))
             archive.write_private(run_dir / INVENTORY, archived_inventory(fixed))
             record["inventory_sha256"] = archive.sha256_file(run_dir / INVENTORY)
             fleet = load_inventory(run_dir / INVENTORY)
@@ -163,6 +173,11 @@ class FleetRun:
         self.record["status"] = "running"
         workdir = Path(tempfile.mkdtemp(prefix="crlib-kernels-"))
         seen: set[str] = set()
+        if not sites:  # every chosen site succeeded before (the notebook failed after them): seal it again
+            attempt["note"] = "no site left to run"
+            self.describe_target()
+            self._finish(attempt, self.known_secrets(), workdir)
+            return self.record
         try:
             self.describe_target()
             seen = self.known_secrets()

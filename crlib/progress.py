@@ -12,6 +12,7 @@ shows how it ended. The page sets the mode (`crlib.notebook.open_page`); steps o
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from types import TracebackType
 from typing import Any
@@ -71,22 +72,30 @@ def bar(total: int, desc: str, unit: str) -> _Lines | _Bar:
     return _Lines(total, desc, unit) if _headless else _Bar(total, desc, unit)
 
 
-_last_note: dict[str, tuple[str, float]] = {}
+_last_note: dict[tuple[str, str], tuple[str, float]] = {}
+_speaker = threading.local()  # a fleet's worker thread says which site it works for
+
+
+def speaking_for(site: str | None) -> None:
+    """This thread's notes are about `site` (a fleet runs sites in threads): they say so, and one
+    site's notes never replace another's."""
+    _speaker.site = site
 
 
 def note(step: str, message: str) -> None:
     """Say what a wait is waiting for, once per change: e.g. `deploy: waiting for IoT Edge device
     'edge1': module connectedRegistry: backoff (12 s)`. The same message again prints nothing."""
     now = time.monotonic()
-    previous = _last_note.get(step)
+    site = getattr(_speaker, "site", None) or ""
+    previous = _last_note.get((site, step))
     if previous is not None and previous[0] == message:
         return
     started = previous[1] if previous is not None else now
-    _last_note[step] = (message, started)
+    _last_note[(site, step)] = (message, started)
     waited = f" ({now - started:.0f} s)" if previous is not None else ""
-    print(f"{step}: {message}{waited}", file=sys.stdout, flush=True)
+    print(f"{f'site {site}: ' if site else ''}{step}: {message}{waited}", file=sys.stdout, flush=True)
 
 
 def done_waiting(step: str) -> None:
     """Forget a step's notes: its next wait starts counting again."""
-    _last_note.pop(step, None)
+    _last_note.pop((getattr(_speaker, "site", None) or "", step), None)

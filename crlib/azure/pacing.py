@@ -14,6 +14,12 @@ stays above a reserve; below it, the caller waits until the bucket has refilled 
 Until ARM has reported a count the bucket is taken to be full. One pacer serves every client of a
 process that talks to one ARM endpoint and subscription (`pacer_for`), whichever thread calls.
 
+**A long-running operation's first poll waits for its Retry-After.** ARM's asynchronous operations
+answer with `Azure-AsyncOperation` or `Location` and a Retry-After that says when to poll (Microsoft
+Learn, "Track asynchronous Azure operations", async-operations.md). azure-core polls once at once,
+before it first waits, so every operation costs one read that can only say "still running". The
+policy holds that first poll until the time the answer named; later polls are azure-core's own.
+
 No library does this: azure-core retries after a 429 but never reads the remaining-budget headers.
 Hooked in as azure-core's `custom_hook_policy` (which the generated management clients run after the
 retry policy, so each attempt is paced) and, for the plain ARM calls, as a requests adapter.
@@ -32,6 +38,7 @@ from typing import Any
 DOCUMENTED_BUCKETS: dict[str, tuple[float, float]] = {"reads": (250, 25), "writes": (200, 10), "deletes": (200, 10)}
 HEADER = "x-ms-ratelimit-remaining-subscription-{}"
 RESERVE_SHARE = 0.1  # keep a tenth of each bucket for other callers of the same principal
+MIN_PAUSE_S = 0.005  # a wait is never shorter: no thread spins on a bucket a hair short of the reserve
 
 
 def kind_of(method: str) -> str:
@@ -60,6 +67,7 @@ class PacerStats:
     waits: int = 0
     waited_s: float = 0.0
     throttled: int = 0
+    held_polls: int = 0  # operations' first polls held until their Retry-After
 
 
 class ArmPacer:
@@ -71,6 +79,25 @@ class ArmPacer:
         self._lock = threading.Lock()
         self._clock, self._sleep = clock, sleep
         self.stats = PacerStats()
+        self._first_polls: dict[str, float] = {}  # operation URL -> when its first poll may go
+
+    def operation_started(self, url: str, retry_after_s: float | None) -> None:
+        """An operation's status URL, and how long its answer asked to wait before polling it."""
+        if retry_after_s:
+            with self._lock:
+                self._first_polls[url] = self._clock() + retry_after_s
+
+    def hold_first_poll(self, url: str) -> float:
+        """Before a GET: when it is an operation's first poll, wait until its Retry-After has passed."""
+        with self._lock:
+            due = self._first_polls.pop(url, None)
+            pause = 0.0 if due is None else due - self._clock()
+        if pause > 0:
+            self._sleep(pause)
+            with self._lock:
+                self.stats.held_polls += 1
+            return pause
+        return 0.0
 
     def before(self, method: str) -> float:
         """Wait, when needed, until a request of this method may go; return the seconds waited."""
@@ -81,14 +108,14 @@ class ArmPacer:
             with self._lock:
                 now = self._clock()
                 available = bucket.estimate(now)
-                if available >= reserve:
+                if available >= reserve - 1e-6:  # refills are floats: 0.2 s at 10/s is not always 2.0
                     bucket.in_flight += 1
                     self.stats.requests[kind] += 1
                     if waited:
                         self.stats.waits += 1
                         self.stats.waited_s += waited
                     return waited
-                pause = (reserve - available) / bucket.refill
+                pause = max(MIN_PAUSE_S, (reserve - available) / bucket.refill)
             self._sleep(pause)
             waited += pause
 
@@ -129,16 +156,24 @@ def pacer_for(arm_endpoint: str, subscription_id: str) -> ArmPacer:
 def pacing_policy(pacer: ArmPacer) -> Any:
     """An azure-core policy (for `custom_hook_policy`): every attempt paced, every answer read."""
     from azure.core.pipeline.policies import SansIOHTTPPolicy
+    from azure.core.pipeline.policies._utils import get_retry_after
 
     class ArmPacingPolicy(SansIOHTTPPolicy):
         def on_request(self, request: Any) -> None:
-            pacer.before(request.http_request.method)
+            method = request.http_request.method
+            if method == "GET":
+                pacer.hold_first_poll(request.http_request.url)
+            pacer.before(method)
             request.context["crlib_paced"] = True
 
         def on_response(self, request: Any, response: Any) -> None:
-            pacer.after(request.http_request.method, response.http_response.status_code,
-                        response.http_response.headers)
+            method, answer = request.http_request.method, response.http_response
+            pacer.after(method, answer.status_code, answer.headers)
             request.context.pop("crlib_paced", None)
+            if method != "GET" and answer.status_code in (200, 201, 202):
+                status_url = answer.headers.get("Azure-AsyncOperation") or answer.headers.get("Location")
+                if status_url:
+                    pacer.operation_started(status_url, get_retry_after(response))
 
         def on_exception(self, request: Any) -> None:
             if request.context.pop("crlib_paced", None):
@@ -148,8 +183,12 @@ def pacing_policy(pacer: ArmPacer) -> Any:
 
 
 def pace_session(session: Any, pacer: ArmPacer) -> Any:
-    """A requests session's adapters wrapped so that each attempt (urllib3 retries included) is paced."""
-    for prefix, adapter in list(session.adapters.items()):
+    """A requests session's adapters wrapped so that each request is paced (urllib3's own retries of
+    it happen inside one send: crlib's plain ARM calls are a handful of reads per run)."""
+    for adapter in list(session.adapters.values()):
+        if getattr(adapter, "_crlib_paced", False):  # one adapter may serve several prefixes
+            continue
+        adapter._crlib_paced = True
         send = adapter.send
 
         def paced(request: Any, *args: Any, _send: Callable[..., Any] = send, **kwargs: Any) -> Any:
@@ -163,5 +202,4 @@ def pace_session(session: Any, pacer: ArmPacer) -> Any:
             return response
 
         adapter.send = paced
-        session.mount(prefix, adapter)
     return session

@@ -65,6 +65,38 @@ def forget(ctx: RunContext, key: str) -> None:
     ctx.cache.pop(key, None)
 
 
+# -- what this process just wrote -----------------------------------------------------------------------
+# A write's long-running operation ends with a read of the resource (azure-core's final GET). The next
+# fresh read of that resource, moments later in the same run, takes that answer instead of asking ARM
+# again, once: in a fleet every read counts against ARM's read budget. Anything that changes the resource
+# without returning it (a password generated) drops the answer, so the next read goes to ARM.
+def written(ctx: RunContext, kind: str, resource: Any) -> Any:
+    name = getattr(resource, "name", None)
+    if name:
+        ctx.cache[f"written:{kind}:{str(name).lower()}"] = resource
+    return resource
+
+
+def changed_since_written(ctx: RunContext, kind: str, name: str) -> None:
+    ctx.cache.pop(f"written:{kind}:{name.lower()}", None)
+
+
+def _just_written(ctx: RunContext, kind: str, name: str) -> Any:
+    return ctx.cache.pop(f"written:{kind}:{name.lower()}", None)
+
+
+ABSENT = object()  # listed, and not there
+
+
+def listed(ctx: RunContext, kind: str, resources: Any, names: Any) -> None:
+    """One list of a kind (a fleet reads tokens and scope maps once per registry) stands in for the
+    next read of each of `names`, once: the resource as listed (a list shows what a GET does), or
+    ABSENT. Only for names no one else writes in between: a site's own tokens and scope maps."""
+    by_name = {str(r.name).lower(): r for r in resources}
+    for name in names:
+        ctx.cache[f"written:{kind}:{name.lower()}"] = by_name.get(name.lower(), ABSENT)
+
+
 def _cached(ctx: RunContext, key: str, read: Callable[[], Any], *, fresh: bool) -> Any:
     if not fresh and ctx.cache.get(key) is not None:
         return ctx.cache[key]
@@ -115,10 +147,15 @@ def ready_registry(ctx: RunContext, *, required: bool = True) -> Any:
 
 
 def connected_registry(ctx: RunContext, name: str | None = None) -> Any:
-    """A connected registry of the site's registry (by default the site's own), read fresh."""
+    """A connected registry of the site's registry (by default the site's own), read fresh (or as
+    this run's write just left it: `written`)."""
     site = ctx.site
+    wanted = name or site.connected_registry.name
+    just = _just_written(ctx, "connected_registry", wanted)
+    if just is not None:
+        return None if just is ABSENT else just
     return get_or_none(lambda: ctx.clients.acr.connected_registries.get(
-        site.resource_group, site.registry.name, name or site.connected_registry.name))
+        site.resource_group, site.registry.name, wanted))
 
 
 def connected_registries(ctx: RunContext) -> list:
@@ -126,6 +163,9 @@ def connected_registries(ctx: RunContext) -> list:
 
 
 def token(ctx: RunContext, name: str) -> Any:
+    just = _just_written(ctx, "token", name)
+    if just is not None:
+        return None if just is ABSENT else just
     return get_or_none(lambda: ctx.clients.acr.tokens.get(ctx.site.resource_group, ctx.site.registry.name, name))
 
 
@@ -134,6 +174,9 @@ def tokens(ctx: RunContext) -> list:
 
 
 def scope_map(ctx: RunContext, name: str) -> Any:
+    just = _just_written(ctx, "scope_map", name)
+    if just is not None:
+        return None if just is ABSENT else just
     return get_or_none(lambda: ctx.clients.acr.scope_maps.get(ctx.site.resource_group, ctx.site.registry.name, name))
 
 

@@ -108,7 +108,7 @@ def plan_bound_token(ctx: RunContext, plan: StepPlan, step: str, *, kind: str, n
                 made = acr.tokens.begin_create(site.resource_group, site.registry.name, name,
                                                models.Token(properties=models.TokenProperties(
                                                    scope_map_id=map_id, status="enabled"))).result()
-            plan.made[made_key(TOKEN, name)] = made
+            plan.made[made_key(TOKEN, name)] = readers.written(ctx, "token", made)
             return made
 
         return plan.add(Action.CREATE, TOKEN, name, f"create {kind} token '{name}' (enabled, scope map '{map_name}')",
@@ -123,7 +123,7 @@ def plan_bound_token(ctx: RunContext, plan: StepPlan, step: str, *, kind: str, n
             made = acr.tokens.begin_update(site.resource_group, site.registry.name, found.name,
                                            models.TokenUpdateParameters(properties=models.TokenUpdateProperties(
                                                scope_map_id=map_id, status="enabled"))).result()
-        plan.made[made_key(TOKEN, name)] = made
+        plan.made[made_key(TOKEN, name)] = readers.written(ctx, "token", made)
         return made
 
     return plan.add(Action.UPDATE, TOKEN, found.name,
@@ -140,6 +140,7 @@ def generate_password(ctx: RunContext, step: str, *, kind: str, token_name: str,
     applied); the SDK's password entry (value, creation time), its value registered with the
     masker. Azure never shows it again."""
     site = ctx.site
+    readers.changed_since_written(ctx, "token", token_name)  # its passwords change: the next read asks ARM
     with map_exceptions(step, f"generating {names.PASSWORD_SLOT} of {kind} token '{token_name}'"):
         result = ctx.clients.acr.registries.begin_generate_credentials(
             site.resource_group, site.registry.name,

@@ -213,9 +213,10 @@ def _plan_attach(ctx: RunContext, plan: StepPlan, read: _Read) -> None:
         with map_exceptions(STEP, f"setting the client tokens of connected registry '{cr_name}'"):
             # Applied only once the registry exists: every token then has an id.
             ids = cast("list[str]", [read.token_id(plan, name) for name in read.found]) + kept
-            plan.made[CONNECTED] = ctx.clients.acr.connected_registries.begin_update(
+            made = ctx.clients.acr.connected_registries.begin_update(
                 site.resource_group, site.registry.name, cr_name, models.ConnectedRegistryUpdateParameters(
                     properties=models.ConnectedRegistryUpdateProperties(client_token_ids=ids))).result()
+            plan.made[CONNECTED] = readers.written(ctx, "connected_registry", made)
 
     plan.add(Action.UPDATE, CONNECTED, cr_name,
              f"set the client tokens of connected registry '{cr_name}' to {', '.join(read.found) or 'none'}" + "".join(

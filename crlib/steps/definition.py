@@ -126,7 +126,9 @@ def _read(ctx: RunContext, registry: Any) -> _Read:
     exists = registry is not None
     members = readers.connected_registries(ctx) if exists else []
     parent = _find_parent(ctx, registry, members)
-    existing = readers.usable(readers.connected_registry(ctx)) if exists else None  # a Failed one is PUT again
+    # The list holds every connected registry as a GET shows it: this site's is read from it.
+    listed = next((m for m in members if str(m.name).lower() == cr.name.lower()), None)
+    existing = readers.usable(listed) if exists else None  # a Failed one is PUT again
     if existing is not None:
         _check_fixed(ctx, existing, parent, _sync_token_id(ctx, registry))
     own_actions = names.sync_actions(cr.name, cr.mode, cr.repositories) + module_sync_actions(ctx)
@@ -211,9 +213,10 @@ def _put(ctx: RunContext, plan: StepPlan, what: str, parent: Any, token_id: str 
     def call() -> Any:
         site = ctx.site
         with map_exceptions(STEP, what):
-            plan.made[CONNECTED] = ctx.clients.acr.connected_registries.begin_create(
+            made = ctx.clients.acr.connected_registries.begin_create(
                 site.resource_group, site.registry.name, site.connected_registry.name,
                 _desired(ctx, parent, token_id, client_token_ids)).result()
+            plan.made[CONNECTED] = readers.written(ctx, "connected_registry", made)
         return plan.made[CONNECTED]
 
     return call
@@ -231,8 +234,9 @@ def _patch(ctx: RunContext, plan: StepPlan, what: str) -> Callable[[], Any]:
                                                                   schedule=cr.garbage_collection.schedule),
         ))
         with map_exceptions(STEP, what):
-            plan.made[CONNECTED] = ctx.clients.acr.connected_registries.begin_update(
+            made = ctx.clients.acr.connected_registries.begin_update(
                 site.resource_group, site.registry.name, cr.name, update).result()
+            plan.made[CONNECTED] = readers.written(ctx, "connected_registry", made)
         return plan.made[CONNECTED]
 
     return call

@@ -7,7 +7,7 @@ import json
 
 import pytest
 import yaml
-from conftest import inventory_data
+from fleet_kit import inventory_data
 from requestlog import log_from_now
 from test_fleet_runs import fleet_record, only_run, resource_writes
 

@@ -7,7 +7,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 import yaml
-from conftest import inventory_data
+from fleet_kit import inventory_data
 from requestlog import log_from_now
 
 from crlib import archive, cli, runbook
@@ -70,7 +70,8 @@ def test_51_connected_registries_on_one_registry_are_refused_at_plan_time(sandbo
     assert "0 existing + 51 new = 51 of 50" in err and "limit of 50 connected registries" in err, err
     assert "intro-connected-registry" in err and str(inventory) in err
     assert [r for r in log() if r["wrote"]] == []
-    assert cli.main(["fleet", "run", str(inventory), "--yes", "--runs-dir", str(inventory.parent / "runs")]) == 1
+    assert cli.main(["fleet", "run", str(inventory), "--yes", "--runs-dir", str(inventory.parent / "runs")]) == 2
+    assert not (inventory.parent / "runs").exists()  # refused before any run folder
     assert [r for r in log() if r["wrote"]] == []
 
 
@@ -104,7 +105,8 @@ def test_a_broken_site_fails_alone_and_resume_runs_it_alone(sandbox, write_inven
     record = fleet_record(run_dir)
     name = broken["site"]
     assert record["sites"][name]["status"] == "failed"
-    assert record["sites"][name]["attempts"][0]["failure"]["step"] == "checks"
+    # Its check image is its own: imported as its first step, which fails before it writes anything.
+    assert record["sites"][name]["attempts"][0]["failure"]["step"] == "imports"
     assert [record["sites"][s["site"]]["status"] for s in data["sites"]] == ["succeeded", "failed", "succeeded"]
 
     broken["connected_registry"]["repositories"] = ["hello-world"]
@@ -120,3 +122,37 @@ def test_a_broken_site_fails_alone_and_resume_runs_it_alone(sandbox, write_inven
         assert len(record["sites"][other]["attempts"]) == 1
     assert {p.name for p in (run_dir / "notebooks").iterdir()} == {"10-fleet.ipynb", "10-fleet.attempt-2.ipynb"}
     assert cli.main(["archive", "verify", str(run_dir)]) == 0
+
+
+def test_nested_sites_start_after_their_parent_and_siblings_keep_each_others_writes(sandbox, write_inventory,
+                                                                                    tmp_path):
+    from crlib.azure import names, readers
+    from crlib.context import open_context
+    from crlib.fleet import apply_fleet
+
+    data = inventory_data(sandbox, tmp_path / "secrets", 3)
+    parent, *children = data["sites"]
+    parent["connected_registry"]["mode"] = "ReadWrite"
+    parent["client_access"] = {"scope_maps": {f"{parent['site']}-clients": {"hello-world": [
+        "content/read", "content/write", "metadata/read"]}}, "tokens": [
+            {"name": f"{parent['site']}-client", "scope_map": f"{parent['site']}-clients"}]}
+    for child in children:
+        child["connected_registry"]["parent"] = parent["connected_registry"]["name"]
+        child["device"] = {"id": f"{child['site']}-edge", "parent_device": f"{parent['site']}-edge"}
+    data["sites"] = [children[0], parent, children[1]]  # the inventory's order is not the order of work
+    fleet = load_inventory(write_inventory(data=data))
+    result = apply_fleet(fleet, max_parallel=3, sites=None)
+    assert result.succeeded, {n: o.failure for n, o in result.sites.items()}
+    top = result.sites[parent["site"]]
+    for child in children:
+        assert result.sites[child["site"]].started >= top.started + top.duration_s - 0.5
+    # Each child's sync scope map actions and module pull token reached the parent: neither sibling's
+    # read-and-write-back lost the other's.
+    ctx = open_context(fleet.site(parent["site"]))
+    actions = readers.scope_map(ctx, names.sync_scope_map_name(parent["connected_registry"]["name"])).actions
+    top_registry = readers.connected_registry(ctx)
+    attached = {readers.name_of(i).lower() for i in top_registry.client_token_ids or []}
+    for child in children:
+        name = child["connected_registry"]["name"]
+        assert any(f"gateway/{name.lower()}/" in a for a in actions), (name, actions)
+        assert names.pull_token_name(name).lower() in attached, (name, attached)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from conftest import inventory_data
+from fleet_kit import inventory_data
 
 from crlib.errors import ParameterError
 from crlib.inventory import load_inventory
