@@ -10,8 +10,12 @@ principal). Measured side by side in one run:
   sandbox's request log, and this process's peak RSS.
 
 The second floor is what ARM's write bucket allows: (ARM writes - 200) / 10 per second.
-RESULT is fleet wall / max(one site, write floor), target <= 1.3; 429s <= 1 % of ARM requests;
-peak RSS <= 500 MB.
+RESULT is fleet wall / max(one site, write floor), the median of `--repeat` runs (each on a sandbox
+of its own), target <= 1.3; 429s <= 1 % of ARM requests; peak RSS <= 500 MB.
+
+Reads, not writes, are what a fleet runs short of: ~25 ARM reads a site against ~11 writes, and the
+read bucket refills 25 per second against the write bucket's 10, so the reads' floor,
+(reads - 250) / 25 per second, is printed too.
 """
 
 from __future__ import annotations
@@ -86,10 +90,14 @@ def run(count: int, max_parallel: int) -> dict:
         counts = result.counts()
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     write_floor = (figures["arm_writes"] - capacity) / refill
+    reads = figures["arm_requests"] - figures["arm_writes"] - figures["arm_429"]  # no deletes in a build
+    read_capacity, read_refill = DEFAULT_BUCKETS["reads"]
+    read_floor = (reads - read_capacity) / read_refill
     floor = max(one_wall, write_floor)
     share_429 = figures["arm_429"] / figures["arm_requests"] if figures["arm_requests"] else 0.0
     data = {"sites": count, "max_parallel": max_parallel, "one_site_wall_s": round(one_wall, 2),
             "fleet_wall_s": round(wall, 2), "write_floor_s": round(write_floor, 2), "ratio": round(wall / floor, 3),
+            "read_floor_s": round(read_floor, 2),
             "share_429": round(share_429, 4), "peak_rss_mb": round(rss_mb, 1), "counts": counts,
             "pacing": result.pacing, **figures, "one_site": one_figures}
     print(common.table(["what", "value"], [
@@ -99,6 +107,8 @@ def run(count: int, max_parallel: int) -> dict:
         ["fleet wall", f"{wall:.2f} s"],
         ["ARM requests / writes / 429s", f"{figures['arm_requests']} / {figures['arm_writes']} / {figures['arm_429']}"],
         ["write-bucket floor (writes - 200) / 10", f"{write_floor:.2f} s"],
+        ["read-bucket floor (reads - 250) / 25", f"{read_floor:.2f} s"],
+        ["ratio to max(one site, write floor)", f"{wall / floor:.3f}"],
         ["paced waits", f"{result.pacing['waits']} ({result.pacing['waited_s']} s)"],
         ["429s / ARM requests", f"{share_429:.2%} (target <= 1 %)"],
         ["peak RSS", f"{rss_mb:.1f} MB (target <= 500 MB)"],
@@ -112,10 +122,18 @@ def run(count: int, max_parallel: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sites", type=int, default=50)
-    parser.add_argument("--max-parallel", type=int, default=16)
+    parser.add_argument("--max-parallel", type=int, default=50, help="sites at once (default: all 50)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs, each on a sandbox of its own; the median counts")
     args = parser.parse_args()
-    data = run(args.sites, args.max_parallel)
-    common.finish("fleet", data["ratio"], "<= 1.3 (and 429s <= 1 %, peak RSS <= 500 MB)", data)
+    runs = [run(args.sites, args.max_parallel) for _ in range(args.repeat)]
+    ratios = sorted(r["ratio"] for r in runs)
+    median = ratios[len(ratios) // 2]
+    worst_429 = max(r["share_429"] for r in runs)
+    peak = max(r["peak_rss_mb"] for r in runs)
+    common.say(f"ratios {ratios}; 429s at most {worst_429:.2%} of ARM requests; peak RSS {peak} MB")
+    common.finish("fleet", median, "<= 1.3 (and 429s <= 1 %, peak RSS <= 500 MB)",
+                  {"median_ratio": median, "ratios": ratios, "max_share_429": worst_429, "peak_rss_mb": peak,
+                   "runs": runs})
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .azure import readers
 from .context import RunContext
 from .errors import ParameterError, RunFailed
 from .plans import StepPlan
@@ -143,6 +144,19 @@ def run(ctx: RunContext, *, plan: bool = False, only: Iterable[str] | None = Non
     reading again; every plan this call makes is put there.
     """
     install_log_redaction()
+    outer = ctx.cache.get(readers.RUN_KEY)
+    ctx.cache[readers.RUN_KEY] = outer or object()
+    try:
+        return _run(ctx, plan=plan, only=only, options=options, plans=plans, on_start=on_start, on_result=on_result)
+    finally:
+        if outer is None:
+            ctx.cache.pop(readers.RUN_KEY, None)
+            readers.forget_written(ctx)
+
+
+def _run(ctx: RunContext, *, plan: bool, only: Iterable[str] | None, options: dict[str, dict[str, Any]] | None,
+         plans: dict[str, StepPlan] | None, on_start: Callable[[str], None] | None,
+         on_result: Callable[[StepResult], None] | None) -> list[StepResult]:
     results: list[StepResult] = []
     kept = plans if plans is not None else {}
     earlier_changes = False

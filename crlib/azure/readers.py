@@ -6,7 +6,10 @@ its owner key, every registry-side step the registry. Those do not move under a 
 crlib's own writes, so their readers keep what they read in `RunContext.cache` (one process: one
 notebook's kernel, or one `runbook.run`), and the steps that write them put the new version there
 (`remember`). Connected registries, tokens, scope maps and device twins change on their own (sync,
-activation, password generation) and are always read fresh.
+activation, password generation) and are read fresh, with two exceptions that spare ARM's read budget
+(a fleet runs out of reads first): the next read of a resource crlib has just written takes the
+write's own final read instead (`written`, once), and a fleet's list of tokens and scope maps stands in
+for each site's first read of its own (`listed`, once).
 """
 
 from __future__ import annotations
@@ -65,16 +68,27 @@ def forget(ctx: RunContext, key: str) -> None:
     ctx.cache.pop(key, None)
 
 
-# -- what this process just wrote -----------------------------------------------------------------------
+# -- what this run just wrote ---------------------------------------------------------------------------
 # A write's long-running operation ends with a read of the resource (azure-core's final GET). The next
 # fresh read of that resource, moments later in the same run, takes that answer instead of asking ARM
 # again, once: in a fleet every read counts against ARM's read budget. Anything that changes the resource
-# without returning it (a password generated) drops the answer, so the next read goes to ARM.
+# without returning it (a password generated) drops the answer, so the next read goes to ARM, and so does
+# the end of the run (`runbook.run` calls forget_written): the next run reads what others may have changed.
+RUN_KEY = "run:current"  # set by runbook.run while it runs: a write's answer stands in only within its run
+
+
 def written(ctx: RunContext, kind: str, resource: Any) -> Any:
-    name = getattr(resource, "name", None)
-    if name:
-        ctx.cache[f"written:{kind}:{str(name).lower()}"] = resource
+    name, run = getattr(resource, "name", None), ctx.cache.get(RUN_KEY)
+    if name and run is not None:
+        ctx.cache[f"written:{kind}:{str(name).lower()}"] = (run, resource)
     return resource
+
+
+def forget_written(ctx: RunContext) -> None:
+    """The end of a run: what it wrote is read afresh by the next one (someone else may change it)."""
+    for key in [k for k, v in ctx.cache.items() if k.startswith("written:") and isinstance(v, tuple)
+                and v[0] is not LISTED]:
+        del ctx.cache[key]
 
 
 def changed_since_written(ctx: RunContext, kind: str, name: str) -> None:
@@ -82,9 +96,14 @@ def changed_since_written(ctx: RunContext, kind: str, name: str) -> None:
 
 
 def _just_written(ctx: RunContext, kind: str, name: str) -> Any:
-    return ctx.cache.pop(f"written:{kind}:{name.lower()}", None)
+    entry = ctx.cache.pop(f"written:{kind}:{name.lower()}", None)
+    if not isinstance(entry, tuple):
+        return None
+    run, resource = entry
+    return resource if run is LISTED or run == ctx.cache.get(RUN_KEY) else None
 
 
+LISTED = object()  # an entry `listed` made, good for any run of the context it was made for
 ABSENT = object()  # listed, and not there
 
 
@@ -93,8 +112,8 @@ def listed(ctx: RunContext, kind: str, resources: Any, names: Any) -> None:
     next read of each of `names`, once: the resource as listed (a list shows what a GET does), or
     ABSENT. Only for names no one else writes in between: a site's own tokens and scope maps."""
     by_name = {str(r.name).lower(): r for r in resources}
-    for name in names:
-        ctx.cache[f"written:{kind}:{name.lower()}"] = by_name.get(name.lower(), ABSENT)
+    for name in names:  # a fleet's site contexts are made afresh for each apply
+        ctx.cache[f"written:{kind}:{name.lower()}"] = (LISTED, by_name.get(name.lower(), ABSENT))
 
 
 def _cached(ctx: RunContext, key: str, read: Callable[[], Any], *, fresh: bool) -> Any:

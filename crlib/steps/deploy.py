@@ -92,9 +92,14 @@ def wait_for_deployment(ctx: RunContext, *, timeout: float = DEFAULT_TIMEOUT, ho
     host = host or host_for(ctx, step=step)
     started = time.monotonic()
     delay = _FIRST_DELAY
+    was_ready: bool | None = None  # None: the first look
     while True:
         status = host.status()
-        cr = readers.connected_registry(ctx) if status.ready else None
+        # A connected registry cannot be Online the moment its host turns ready: it has not synced yet.
+        # Its first read (one of ARM's reads, which a fleet runs short of) then waits a poll; a host
+        # ready at the first look (a re-run) is read at once.
+        cr = readers.connected_registry(ctx) if status.ready and was_ready is not False else None
+        was_ready = status.ready
         if cr is not None and _is_running(cr, active_after):
             progress.done_waiting(step)
             return {"desired_version": status.version, "modules": status.modules,

@@ -20,7 +20,11 @@ def tear_down_fleet(path: Path) -> None:
         fleet = load_inventory(path)
     except ParameterError:
         return
-    ordered = list(reversed(fleet.sites))  # nested sites come after their parents: tear down bottom-up
+    def depth(site) -> int:
+        parent = fleet.parent_of(site)
+        return 0 if parent is None else 1 + depth(parent)
+
+    ordered = sorted(fleet.sites, key=depth, reverse=True)  # bottom-up: children before their parents
     for index, site in enumerate(ordered):
         last = index == len(ordered) - 1
         try:
