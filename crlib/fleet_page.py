@@ -23,7 +23,6 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import params as parameters
 from . import progress
 from .errors import NotConfirmed, ParameterError
 from .fleet import FleetContexts, FleetPlan, FleetResult, apply_fleet, plan_fleet
@@ -43,8 +42,6 @@ FLEET_PARAMETERS: dict[str, tuple[object, str]] = {
     "interactive": (True, "false for headless runs (crlib fleet run, papermill): no form is shown"),
     "results_path": ("", "JSON-lines file that collects each site's outcome (set by crlib fleet run)"),
 }
-_IPYTHON_NAMES = {"In", "Out"}
-_PARAMETER_TYPES = (str, int, float, bool, list, dict, type(None))
 
 
 def _site_names(value: object) -> list[str]:
@@ -69,18 +66,12 @@ def _whole(name: str, value: object) -> int:
 
 def open_fleet_page(namespace: dict) -> FleetPage:
     """Read the fleet notebook's parameters from its namespace, strictly (as open_page does)."""
-    unknown = sorted(name for name, value in namespace.items()
-                     if not name.startswith("_") and name not in _IPYTHON_NAMES and name not in FLEET_PARAMETERS
-                     and isinstance(value, _PARAMETER_TYPES))
-    if unknown:
-        raise ParameterError(unknown[0], f"is not a parameter of 10-fleet; its parameters are "
-                                         f"{', '.join(FLEET_PARAMETERS)}")
+    from .notebook import _bool, refuse_unknown
+
+    refuse_unknown(namespace, "10-fleet", list(FLEET_PARAMETERS))
     values = {name: namespace.get(name, default) for name, (default, _) in FLEET_PARAMETERS.items()}
     for name in ("confirm", "plan_only", "interactive"):
-        coerced = parameters._strict_bool(values[name])
-        if not isinstance(coerced, bool):
-            raise ParameterError(name, f"{values[name]!r} is not a boolean (true/false)")
-        values[name] = coerced
+        values[name] = _bool(name, values[name])
     values["max_parallel"] = _whole("max_parallel", values["max_parallel"])
     values["attempt"] = _whole("attempt", values["attempt"])
     values["sites"] = _site_names(values["sites"])

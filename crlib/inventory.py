@@ -35,11 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from .errors import ParameterError
-from .params import Site, _key_lines, _problems, _read, refuse_secrets
+from .params import Site, _problems, read_document
 
 # What every site of a fleet shares; a site entry or `defaults` that sets one is refused.
 SHARED_KEYS = ("target", "subscription_id", "resource_group", "location", "hub", "registry", "images", "secrets",
@@ -109,15 +108,7 @@ def _merge(base: dict, over: dict) -> dict:
 def load_inventory(path: Path | str) -> Fleet:
     """Read and validate an inventory; raise one ParameterError listing every problem of every site."""
     path = Path(path)
-    text = _read(path)
-    refuse_secrets(text, str(path))
-    try:
-        data = yaml.safe_load(text) or {}
-        lines = _key_lines(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise ParameterError(line, f"not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    data, lines = read_document(path)
 
     def at(*keys: object) -> str:
         parts = tuple(str(k) for k in keys)

@@ -94,16 +94,20 @@ def _overrides(value: object) -> dict:
     return value
 
 
+def refuse_unknown(namespace: dict, notebook: str, names: list[str]) -> None:
+    """papermill only warns about a parameter a notebook does not declare: refuse it, naming them all."""
+    unknown = sorted(name for name, value in namespace.items()
+                     if not name.startswith("_") and name not in _IPYTHON_NAMES and name not in names
+                     and isinstance(value, _PARAMETER_TYPES))
+    if unknown:
+        raise ParameterError(unknown[0], f"is not a parameter of {notebook}; its parameters are {', '.join(names)}")
+
+
 def open_page(notebook: str, namespace: dict) -> Page:
     """Read a notebook's parameters from its namespace (after papermill's injection), strictly."""
     phase = runbook.phase(notebook)
-    known = set(parameter_names(phase))
-    unknown = sorted(name for name, value in namespace.items()
-                     if not name.startswith("_") and name not in _IPYTHON_NAMES and name not in known
-                     and isinstance(value, _PARAMETER_TYPES))
-    if unknown:
-        raise ParameterError(unknown[0], f"is not a parameter of {phase.notebook}; its parameters are "
-                                         f"{', '.join(parameter_names(phase))}")
+    known = parameter_names(phase)
+    refuse_unknown(namespace, phase.notebook, known)
     values = {name: namespace.get(name, COMMON_PARAMETERS.get(name, (False,))[0]) for name in known}
     for name in [*_BOOLEANS, *phase.option_names]:
         values[name] = _bool(name, values[name])
@@ -567,12 +571,7 @@ STATUS_FIELDS = ("status.expiry_warning_days", "status.sync_grace")
 def status_page(namespace: dict) -> StatusPage:
     """Notebook 11's page: its parameters read from its namespace (after papermill's injection),
     strictly, as open_page reads a phase's. The logic is crlib/status.py's."""
-    unknown = sorted(name for name, value in namespace.items()
-                     if not name.startswith("_") and name not in _IPYTHON_NAMES and name not in STATUS_PARAMETERS
-                     and isinstance(value, _PARAMETER_TYPES))
-    if unknown:
-        raise ParameterError(unknown[0], f"is not a parameter of 11-status; its parameters are "
-                                         f"{', '.join(STATUS_PARAMETERS)}")
+    refuse_unknown(namespace, "11-status", list(STATUS_PARAMETERS))
     values = {name: namespace.get(name, default) for name, (default, _) in STATUS_PARAMETERS.items()}
     return StatusPage(str(values["params_file"]), _overrides(values["overrides"]),
                       interactive=_bool("interactive", values["interactive"]))

@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 import isodate
 import yaml
@@ -1074,23 +1074,28 @@ def _read(path: Path) -> str:
         raise ParameterError(str(path), f"cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
 
 
-def load_file(path: Path | str, overrides: dict | None = None, *, flag: str = "-p") -> Site:
-    """A parameter file, with overrides given as dotted keys: {"connected_registry.mode": "ReadWrite"}.
-
-    The raw text is checked for secrets first (comments too): a file holding one is refused. Every
-    refusal names the file and line (or the override, as `flag key`) of each field at fault."""
-    path = Path(path)
+def read_document(path: Path) -> tuple[Any, dict[tuple[str, ...], int]]:
+    """A parameter file or inventory: refused if it holds anything secret-shaped (comments too), then
+    parsed; returns the document and the line of every key. Bad YAML is refused naming file:line."""
     text = _read(path)
     refuse_secrets(text, str(path))
     try:
-        data = yaml.safe_load(text) or {}
-        lines = _key_lines(text)
+        return yaml.safe_load(text) or {}, _key_lines(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         context = getattr(exc, "context", None)
         raise ParameterError(at, f"not valid YAML: {what}" + (f" ({context})" if context else "")) from None
+
+
+def load_file(path: Path | str, overrides: dict | None = None, *, flag: str = "-p") -> Site:
+    """A parameter file, with overrides given as dotted keys: {"connected_registry.mode": "ReadWrite"}.
+
+    The raw text is checked for secrets first (comments too): a file holding one is refused. Every
+    refusal names the file and line (or the override, as `flag key`) of each field at fault."""
+    path = Path(path)
+    data, lines = read_document(path)
     if not isinstance(data, dict):
         raise ParameterError(str(path), f"holds {type(data).__name__}, not a mapping of parameters "
                                         "(site: ..., resource_group: ..., ...)")
