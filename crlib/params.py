@@ -447,6 +447,8 @@ class Checks(_Model):
     pull_image: str = "hello-world:latest"
     push_repository: str = "hello-world"
     client_token: str | None = Field(None, description="client token used for the checks (default: the first)")
+    referrers: bool = Field(False, description="also list the referrers (signatures, SBOMs) of the pulled image "
+                            "through the device, and wait until it lists every one the cloud registry lists")
 
     @field_validator("pull_image")
     @classmethod

@@ -281,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
             print(exc, file=sys.stderr)
         return 3
     keys = ["arm_endpoint", "authority", "tenant_id", "subscription_id", "client_id", "client_secret",
-            "ca_bundle", "state_dir"]
+            "ca_bundle", "state_dir", "image_source", "key_vault_url"]
     if args.json:
         print(json.dumps({k: status[k] for k in keys} | {"running": True, "pid": status["pid"]}))
     else:

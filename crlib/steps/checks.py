@@ -14,7 +14,12 @@ password from the secret store; client tokens are tokens of the cloud registry t
    then the config and every layer, streamed; python-dxf verifies each blob's digest.
 2. Push a small generated image (one gzip'd tar layer, an OCI config whose diff_id matches) to
    `checks.push_repository` under a unique `crlib-check-...` tag. ReadWrite: wait until the next
-   sync brings it to the cloud registry with the same digest. ReadOnly: the push must be refused.
+   sync brings it to the cloud registry with the same digest, then pull it back from there, blobs
+   verified (with a dedicated data endpoint, each blob GET is redirected to it and followed).
+   ReadOnly: the push must be refused.
+3. With `checks.referrers: true`, between the two: list the pulled image's referrers (OCI 1.1
+   `GET /v2/<name>/referrers/<digest>`: signatures, SBOMs) through the device and in the cloud
+   registry, and wait until the device lists every one the cloud does (they come with a sync).
 
 Checks that pass end `passed`, with `evidence`: one line in plain words per check ("pulled
 hello-world:latest through <address>: digest sha256:...", "pushed <repo>:<tag> through the connected
@@ -164,6 +169,11 @@ def _until(what: str, attempt: Callable[[], _T], wait: SyncWait, diagnose: Calla
             if time.monotonic() >= deadline:
                 raise StepTimeout(STEP, f"{what}: the connection kept failing for {timeout:.0f} s ({exc})"
                                   + wait.after_timeout(), diagnosis=diagnose()) from exc
+        except _NotYet as exc:
+            progress.note(STEP, f"{what}: {exc}; retrying until the sync window has closed" + wait.next_window_note())
+            if time.monotonic() >= deadline:
+                raise StepTimeout(STEP, f"{what}: still {exc} after {timeout:.0f} s" + wait.after_timeout(),
+                                  diagnosis=diagnose()) from exc
         except (requests.HTTPError, dxf_errors.DXFUnauthorizedError) as exc:
             status, message = _refusal(exc)
             if status not in (401, 404):
@@ -292,7 +302,7 @@ def _missing(ctx: RunContext, target: _Target, access_missing: PreconditionFaile
     if readers.text(activation) != "Active":
         return PreconditionFailed("connected_registry", f"'{ctx.site.connected_registry.name}' has not been "
                                                         "activated on the device; run the deploy step first")
-    if target.mode == "ReadWrite" and target.registry is None:
+    if (target.mode == "ReadWrite" or ctx.site.checks.referrers) and target.registry is None:
         return PreconditionFailed("registry", f"'{ctx.site.registry.name}' no longer exists; cannot look for the push")
     return None
 
@@ -349,6 +359,41 @@ def _pull_check(ctx: RunContext, target: _Target, plan: StepPlan) -> None:
                                    partial(_diagnose, ctx), device)
 
 
+class _NotYet(Exception):
+    """A check's condition does not hold yet; retried until the sync window has closed."""
+
+
+def _referrer_list(client: Any, digest: str) -> list[dict]:
+    """`GET /v2/<name>/referrers/<digest>` (OCI distribution spec 1.1): the manifests whose subject
+    is `digest`. python-dxf has no call for it; its `_request` adds the auth and retries."""
+    response = client._request("get", f"referrers/{digest}",
+                               headers={"Accept": "application/vnd.oci.image.index.v1+json"})
+    return list(response.json().get("manifests") or [])
+
+
+def _referrers_check(ctx: RunContext, target: _Target, plan: StepPlan) -> None:
+    """List the pulled image's referrers through the device; pass once it lists every referrer the
+    cloud registry lists (they arrive with the next sync)."""
+    image, digest = ctx.site.checks.pull_image, plan.made["pull"]["digest"]
+    repository, device = image.rsplit(":", 1)[0], target.device
+
+    with ctx.clients.oci(target.registry.login_server, repository, username=target.token,
+                         password=target.password) as cloud, \
+            ctx.clients.oci(device.address, repository, username=target.token, password=target.password,
+                            ca_cert=device.ca_cert) as local:
+        def synced() -> dict:
+            wanted = {r["digest"]: r for r in _referrer_list(cloud, digest)}
+            listed = {r["digest"]: r for r in _referrer_list(local, digest)}
+            missing = sorted(set(wanted) - set(listed))
+            if missing:
+                raise _NotYet(f"{len(missing)} of the cloud's {len(wanted)} referrers not listed yet")
+            return {"digest": digest, "listed": [{"digest": d, "artifactType": r.get("artifactType")}
+                                                 for d, r in sorted(listed.items())], "in_cloud": len(wanted)}
+
+        plan.made["referrers"] = _until(f"referrers of {image}@{digest} at {device.address}", synced, target.wait,
+                                        partial(_diagnose, ctx), device)
+
+
 def _pushed(ctx: RunContext, target: _Target, blobs: list[bytes], manifest: bytes) -> tuple[int | None, str] | None:
     """Push through the device endpoint: None when accepted, else the refusal (fatal for ReadWrite)."""
     repository, device = ctx.site.checks.push_repository, target.device
@@ -369,8 +414,9 @@ def _pushed(ctx: RunContext, target: _Target, blobs: list[bytes], manifest: byte
     return None
 
 
-def _arrival(ctx: RunContext, target: _Target, digest: str) -> None:
-    """Wait until the next sync brings the pushed image to the cloud registry, with the same digest."""
+def _arrival(ctx: RunContext, target: _Target, digest: str) -> dict:
+    """Wait until the next sync brings the pushed image to the cloud registry, with the same digest,
+    then pull it back from there: its digest, blob count and bytes."""
     repository, tag = ctx.site.checks.push_repository, target.push_tag
 
     def in_cloud() -> str:
@@ -382,6 +428,9 @@ def _arrival(ctx: RunContext, target: _Target, digest: str) -> None:
     with ctx.clients.oci(target.registry.login_server, repository, username=target.token,
                          password=target.password) as cloud:
         _until(f"{repository}:{tag} in the cloud registry", in_cloud, target.wait, partial(_diagnose, ctx))
+        # Its blobs too, pulled back and verified: the bytes arrived, not only the manifest. With a
+        # dedicated data endpoint the login server redirects each blob GET there (python-dxf follows).
+        return _pull(cloud, tag)
 
 
 def _push_check(ctx: RunContext, target: _Target, plan: StepPlan) -> None:
@@ -399,9 +448,10 @@ def _push_check(ctx: RunContext, target: _Target, plan: StepPlan) -> None:
                    "read_only_refusal": refused == (403, READ_ONLY_REFUSAL)}
         return
     pushed["pushed_s"] = round(time.monotonic() - started, 3)
-    _arrival(ctx, target, _sha256(manifest))
+    pulled_back = _arrival(ctx, target, _sha256(manifest))
     pushed |= {"arrived_in_cloud": True, "arrival_s": round(time.monotonic() - started, 3),
-               "seen_in_cloud_at": f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ}"}
+               "seen_in_cloud_at": f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ}",
+               "pulled_back_blobs": pulled_back["blobs"], "pulled_back_bytes": pulled_back["bytes"]}
 
 
 def _sync_wait(ctx: RunContext, connected: Any, timeout: float | None) -> SyncWait:
@@ -437,6 +487,10 @@ def plan_checks(ctx: RunContext, *, timeout: float | None = None) -> StepPlan:
     via = "the device's API proxy" if site.host.kind == "iotedge" else "the connected registry's service"
     plan.add(Action.RUN, "image pull", checks.pull_image, f"pull {checks.pull_image} through {via}",
              call=partial(_pull_check, ctx, target, plan))
+    if checks.referrers:
+        plan.add(Action.RUN, "referrers", checks.pull_image,
+                 f"list the referrers of {checks.pull_image} through {via} and in the cloud registry",
+                 call=partial(_referrers_check, ctx, target, plan))
     plan.add(Action.RUN, "image push", f"{checks.push_repository}:{push_tag}",
              f"push a generated image to {checks.push_repository}:{push_tag} through {via} "
              + ("and wait for it in the cloud registry" if mode == "ReadWrite" else "(expecting a refusal)"),
@@ -444,14 +498,22 @@ def plan_checks(ctx: RunContext, *, timeout: float | None = None) -> StepPlan:
     return plan
 
 
-def evidence(image: str, endpoint: str | None, mode: str, pull: dict, push: dict) -> list[str]:
-    """What the checks saw, in plain words: one line for the pull, one for the push."""
+def evidence(image: str, endpoint: str | None, mode: str, pull: dict, push: dict,
+             referrers: dict | None = None) -> list[str]:
+    """What the checks saw, in plain words: one line for the pull, one for the referrers when
+    checked, one for the push."""
     lines = [f"pulled {image} through {endpoint}: digest {pull['digest']} ({pull['blobs']} blobs, "
              f"{pull['bytes']} bytes, checked)"]
+    if referrers is not None:
+        kinds = ", ".join(f"{r['artifactType']} {r['digest']}" for r in referrers["listed"]) or "none"
+        lines.append(f"listed {len(referrers['listed'])} referrers of {image} through {endpoint}, every one of the "
+                     f"{referrers['in_cloud']} the cloud registry lists: {kinds}")
     pushed = f"{push['repository']}:{push['tag']}"
     if mode == "ReadWrite":
+        back = (f"; pulled back from there: {push['pulled_back_blobs']} blobs, {push['pulled_back_bytes']} bytes, "
+                "checked") if "pulled_back_blobs" in push else ""
         lines.append(f"pushed {pushed} through the connected registry at {endpoint}; seen in the cloud registry at "
-                     f"{push.get('seen_in_cloud_at')} with the same digest {push['digest']}")
+                     f"{push.get('seen_in_cloud_at')} with the same digest {push['digest']}{back}")
     elif push.get("read_only_refusal"):
         lines.append(f"push of {pushed} refused by the ReadOnly connected registry: {push['refused_with']} "
                      f"{push['refusal']}")
@@ -466,7 +528,8 @@ def _checked(ctx: RunContext, target: _Target, plan: StepPlan) -> StepResult:
     refused (ReadOnly). A check that does not pass has raised before this."""
     wanted = ctx.site.connected_registry.mode
     details = {"evidence": evidence(ctx.site.checks.pull_image, target.endpoint, target.mode, plan.made["pull"],
-                                    plan.made["push"]),
+                                    plan.made["push"], plan.made.get("referrers")),
+               **({"referrers": plan.made["referrers"]} if "referrers" in plan.made else {}),
                "endpoint": target.endpoint, "ca_cert_sha256": _fingerprint(target.device.ca_cert), "token": target.token,
                "mode": target.mode, "pull": plan.made["pull"], "push": plan.made["push"],
                **({"mode_in_parameters": wanted} if wanted != target.mode else {})}

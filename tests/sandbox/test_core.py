@@ -20,7 +20,7 @@ from azure.identity import ClientSecretCredential
 from crlib.sandbox import control
 
 STATUS_KEYS = {"arm_endpoint", "authority", "tenant_id", "subscription_id", "client_id", "client_secret",
-               "ca_bundle", "state_dir"}
+               "ca_bundle", "state_dir", "image_source", "key_vault_url"}
 
 
 def crlib(*args: str, env_dir: Path | None = None) -> subprocess.CompletedProcess:
@@ -46,6 +46,11 @@ def test_status_json_has_every_key(private_sandbox):
     assert status["arm_endpoint"].startswith("https://127.0.0.1:")
     assert Path(status["ca_bundle"]).read_text().startswith("-----BEGIN CERTIFICATE-----")
     assert status["state_dir"] == str(private_sandbox)
+    # docs/sandbox.md promises both: the mcr.microsoft.com stand-in and the vault.
+    assert status["image_source"].startswith("127.0.0.1:") and status["image_source"] != "127.0.0.1:None"
+    assert status["key_vault_url"].startswith("https://127.0.0.1:")
+    human = crlib("sandbox", "status", "--state-dir", str(private_sandbox)).stdout
+    assert f"image_source     {status['image_source']}" in human and "key_vault_url" in human
     assert crlib("sandbox", "stop", "--state-dir", str(private_sandbox)).stdout.strip() == "stopped"
     stopped = crlib("sandbox", "status", "--json", "--state-dir", str(private_sandbox))
     assert stopped.returncode == 3 and json.loads(stopped.stdout)["running"] is False

@@ -314,16 +314,37 @@ class ConnectedRegistryModule:
             remote = await oci_client.digest_of(self.parent_host, repo, tag, self.credentials, ca_bundle=ca,
                                                  user_agent=self.user_agent)
             local = namespace.resolve(repo, tag)
-            if remote is None or remote == local:
+            if remote is None:
                 continue
-            if local is not None and local != synced["tags"].get(tag):
-                continue  # a local push not yet sent upstream wins until it is
-            pulled = await oci_client.pull(self.parent_host, repo, tag, self.credentials, ca_bundle=ca,
-                                           blobs=self.sandbox.blobs, keep=True, user_agent=self.user_agent)
-            with self.sandbox.store.transaction():
-                _record(namespace, repo, pulled, tag)
-                synced["tags"][tag] = pulled.digest
-                self._save_synced(repo, synced)
+            if remote != local:
+                if local is not None and local != synced["tags"].get(tag):
+                    continue  # a local push not yet sent upstream wins until it is
+                pulled = await oci_client.pull(self.parent_host, repo, tag, self.credentials, ca_bundle=ca,
+                                               blobs=self.sandbox.blobs, keep=True, user_agent=self.user_agent)
+                with self.sandbox.store.transaction():
+                    _record(namespace, repo, pulled, tag)
+                    synced["tags"][tag] = pulled.digest
+                    self._save_synced(repo, synced)
+            await self._pull_referrers(namespace, repo, remote, seen=set())
+
+    async def _pull_referrers(self, namespace: Namespace, repo: str, subject: str, *, seen: set[str]) -> None:
+        """Artifacts attached to a synced image (signatures, SBOMs), and theirs in turn: "connected
+        registries sync artifacts as well as images" (Microsoft Learn, intro-connected-registry.md), and
+        an OCI 1.1 registry keeps a referrer with its subject. New ones arrive at the next sync even
+        when the image's tag has not moved."""
+        ca = self.trust()
+        seen.add(subject)
+        for descriptor in await oci_client.referrers(self.parent_host, repo, subject, self.credentials,
+                                                     ca_bundle=ca, user_agent=self.user_agent):
+            digest = descriptor.get("digest", "")
+            if not digest or digest in seen:
+                continue
+            if namespace.manifest(repo, digest) is None:
+                pulled = await oci_client.pull(self.parent_host, repo, digest, self.credentials, ca_bundle=ca,
+                                               blobs=self.sandbox.blobs, keep=True, user_agent=self.user_agent)
+                with self.sandbox.store.transaction():
+                    _record(namespace, repo, pulled, None)
+            await self._pull_referrers(namespace, repo, digest, seen=seen)
 
     async def _push_local_changes(self, namespace: Namespace) -> None:
         ca = self.trust()

@@ -15,7 +15,9 @@ import asyncio
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import requests
 from dxf import DXF, DXFBase
@@ -23,6 +25,8 @@ from dxf import exceptions as dxf_errors
 
 from ..registry_dataplane.models import INDEX_MANIFESTS
 from ..registry_dataplane.storage import BlobStore
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -164,16 +168,22 @@ async def pull(host: str, repository: str, reference: str, credentials: Credenti
                                    user_agent)
 
 
-def _tags(host: str, repository: str, credentials: Credentials, ca_bundle: str,
-          user_agent: str | None) -> list[str]:
+def _unless_missing(read: Callable[[], _T], host: str, missing: _T) -> _T:
+    """read(), or `missing` when the registry answers 404; any other failure is a PullError."""
     try:
-        return list(_client(host, repository, credentials, ca_bundle, user_agent).list_aliases())
+        return read()
     except requests.HTTPError as exc:
         if exc.response is not None and exc.response.status_code == 404:
-            return []
+            return missing
         raise PullError(describe(exc, host)) from exc
     except (requests.RequestException, dxf_errors.DXFError) as exc:
         raise PullError(describe(exc, host)) from exc
+
+
+def _tags(host: str, repository: str, credentials: Credentials, ca_bundle: str,
+          user_agent: str | None) -> list[str]:
+    client = _client(host, repository, credentials, ca_bundle, user_agent)
+    return _unless_missing(lambda: list(client.list_aliases()), host, [])
 
 
 async def tags(host: str, repository: str, credentials: Credentials, *, ca_bundle: str,
@@ -183,20 +193,33 @@ async def tags(host: str, repository: str, credentials: Credentials, *, ca_bundl
 
 def _digest_of(host: str, repository: str, tag: str, credentials: Credentials, ca_bundle: str,
                user_agent: str | None) -> str | None:
-    try:
-        _, response = _client(host, repository, credentials, ca_bundle, user_agent).head_manifest_and_response(tag)
-        return response.headers.get("Docker-Content-Digest")
-    except requests.HTTPError as exc:
-        if exc.response is not None and exc.response.status_code == 404:
-            return None
-        raise PullError(describe(exc, host)) from exc
-    except (requests.RequestException, dxf_errors.DXFError) as exc:
-        raise PullError(describe(exc, host)) from exc
+    client = _client(host, repository, credentials, ca_bundle, user_agent)
+    return _unless_missing(lambda: client.head_manifest_and_response(tag)[1].headers.get("Docker-Content-Digest"),
+                           host, None)
 
 
 async def digest_of(host: str, repository: str, tag: str, credentials: Credentials, *, ca_bundle: str,
                     user_agent: str | None = None) -> str | None:
     return await asyncio.to_thread(_digest_of, host, repository, tag, credentials, ca_bundle, user_agent)
+
+
+def _referrers(host: str, repository: str, digest: str, credentials: Credentials, ca_bundle: str,
+               user_agent: str | None) -> list[dict]:
+    """The descriptors of the manifests whose subject is `digest` (OCI distribution spec 1.1,
+    "Listing Referrers"). A parent without the referrers API (404) has none to give."""
+    client = _client(host, repository, credentials, ca_bundle, user_agent)
+
+    def listed() -> list[dict]:
+        response = client._request("get", f"referrers/{digest}",
+                                   headers={"Accept": "application/vnd.oci.image.index.v1+json"})
+        return list(response.json().get("manifests") or [])
+
+    return _unless_missing(listed, host, [])
+
+
+async def referrers(host: str, repository: str, digest: str, credentials: Credentials, *, ca_bundle: str,
+                    user_agent: str | None = None) -> list[dict]:
+    return await asyncio.to_thread(_referrers, host, repository, digest, credentials, ca_bundle, user_agent)
 
 
 def _push(host: str, repository: str, tag: str, manifests: list[tuple[bytes, list[str]]], credentials: Credentials,

@@ -235,23 +235,54 @@ def exchange(call: Call, authority: Authority) -> web.Response:
     return json_response({"refresh_token": issue_refresh_token(call.sandbox, authority, principal)})
 
 
-def require(call: Call, authority: Authority, *, repository: str | None, action: str) -> Principal:
-    """Check the request's bearer token allows `action` on `repository` (None: the catalog)."""
-    scope = f"repository:{repository}:{action}" if repository else "registry:catalog:*"
-    header = call.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
+def scope(repository: str, actions: str) -> str:
+    """A challenge's resource scope, e.g. repository:app:pull,push."""
+    return f"repository:{repository}:{actions}"
+
+
+def _bearer_claims(call: Call, authority: Authority, challenge: str) -> dict:
+    """The claims of the request's access token; a 401 challenging for `challenge` without one."""
+    scheme, _, token = call.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
-        raise unauthorized(call, authority, "authentication required", scope)
+        raise unauthorized(call, authority, "authentication required", challenge)
     try:
-        claims = _decode(call.sandbox, authority, token)
+        return _decode(call.sandbox, authority, token)
     except jwt.ExpiredSignatureError as exc:
-        raise unauthorized(call, authority, "authentication required: the access token has expired", scope) from exc
+        raise unauthorized(call, authority, "authentication required: the access token has expired",
+                           challenge) from exc
     except jwt.PyJWTError as exc:
-        raise unauthorized(call, authority, f"authentication required: {exc}", scope) from exc
+        raise unauthorized(call, authority, f"authentication required: {exc}", challenge) from exc
+
+
+def _granted(claims: dict, repository: str | None, action: str) -> bool:
     for entry in claims.get("access", []):
         if repository is None and entry["type"] == "registry" and entry["name"] == "catalog":
-            return Principal(claims["principal"], claims["sub"])
+            return True
         if entry["type"] == "repository" and entry["name"] == repository and (
                 action in entry["actions"] or "*" in entry["actions"]):
-            return Principal(claims["principal"], claims["sub"])
-    raise unauthorized(call, authority, "authentication required", scope)
+            return True
+    return False
+
+
+def require(call: Call, authority: Authority, *, repository: str | None, action: str,
+            challenge: str | None = None) -> Principal:
+    """Check the request's bearer token allows `action` on `repository` (None: the catalog).
+
+    A refusal challenges for `challenge`: every action the request needs, space-separated scopes in
+    one `scope` parameter, as distribution's token auth names them (a push needs `pull,push`, a
+    cross-repository mount also `pull` on its source); by default `action` alone."""
+    challenge = challenge or (scope(repository, action) if repository else "registry:catalog:*")
+    claims = _bearer_claims(call, authority, challenge)
+    if _granted(claims, repository, action):
+        return Principal(claims["principal"], claims["sub"])
+    raise unauthorized(call, authority, "authentication required", challenge)
+
+
+def token_was_asked_for(call: Call, authority: Authority, repository: str) -> bool:
+    """Whether the request's access token was issued for a scope naming `repository`, whatever the
+    token service granted on it (it records every scope asked for, granted actions or none)."""
+    try:
+        claims = _bearer_claims(call, authority, "")
+    except SandboxError:
+        return False
+    return any(entry["type"] == "repository" and entry["name"] == repository for entry in claims.get("access", []))

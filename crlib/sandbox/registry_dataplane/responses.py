@@ -7,6 +7,7 @@ depends on the port it came in on (see `resolve`).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -16,14 +17,15 @@ from aiohttp import web
 
 from ..core.errors import SandboxError
 from ..core.http import Call, json_response
-from . import auth
+from . import auth, redirects
 from .models import Namespace, check_repository
-from .storage import CHUNK
+from .storage import CHUNK, check_digest
 
 if TYPE_CHECKING:
     from .auth import Authority
 
 API_HEADERS = {"Docker-Distribution-API-Version": "registry/2.0"}
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 # role of a listener -> function giving the namespace key and authority it serves.
 RESOLVERS: dict[str, Callable[[Call], tuple[str, Authority]]] = {}
 
@@ -110,11 +112,15 @@ def get_manifest(call: Call) -> web.Response:
 def put_manifest(call: Call) -> web.Response:
     namespace, authority = resolve(call)
     repo = _repo(call)
-    auth.require(call, authority, repository=repo, action="push")
+    auth.require(call, authority, repository=repo, action="push", challenge=_push_scope(repo))
     _refuse_writes(authority)
     manifest = namespace.put_manifest(repo, call.params["reference"], call.body, call.headers.get("Content-Type"))
-    return web.Response(status=201, headers=API_HEADERS | {
-        "Location": f"/v2/{repo}/manifests/{manifest['digest']}", "Docker-Content-Digest": manifest["digest"]})
+    headers = API_HEADERS | {"Location": f"/v2/{repo}/manifests/{manifest['digest']}",
+                             "Docker-Content-Digest": manifest["digest"]}
+    if manifest.get("subject"):
+        # Distribution-spec v1.1, "Pushing Manifests with Subject": the registry processed the subject.
+        headers["OCI-Subject"] = manifest["subject"]
+    return web.Response(status=201, headers=headers)
 
 
 def delete_manifest(call: Call) -> web.Response:
@@ -125,6 +131,21 @@ def delete_manifest(call: Call) -> web.Response:
     if not namespace.delete_manifest(repo, call.params["reference"]):
         raise SandboxError(404, "MANIFEST_UNKNOWN", f"manifest unknown: {repo}:{call.params['reference']}")
     return web.Response(status=202, headers=API_HEADERS)
+
+
+def referrers(call: Call) -> web.Response:
+    """GET /v2/<name>/referrers/<digest> (distribution-spec v1.1, "Listing Referrers"): an image index
+    of the manifests whose subject is that digest; 200 with an empty one for an unknown subject."""
+    namespace, authority = resolve(call)
+    repo = _repo(call)
+    auth.require(call, authority, repository=repo, action="pull")
+    artifact_types = call.query.getall("artifactType", [])
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX,
+             "manifests": namespace.referrers(repo, call.params["digest"], artifact_types)}
+    headers = API_HEADERS | {"Content-Type": OCI_INDEX}
+    if artifact_types:
+        headers["OCI-Filters-Applied"] = "artifactType"
+    return web.Response(status=200, body=json.dumps(index).encode(), headers=headers)
 
 
 # -- blobs ------------------------------------------------------------------------------------------
@@ -140,7 +161,22 @@ def get_blob(call: Call) -> web.StreamResponse:
                              "ETag": f'"{digest}"'}
     if call.method == "HEAD":
         return web.Response(status=200, headers=headers | {"Content-Length": str(link["size"])})
+    redirect = redirects.redirect_to_data_endpoint(call, digest)
+    if redirect is not None:
+        return redirect
     return BlobResponse(call.sandbox.blobs.path(digest), link["size"], call.headers.get("Range"), headers)
+
+
+def get_signed_blob(call: Call) -> web.StreamResponse:
+    """A blob at the signed URL a login server redirected to (see redirects.py): no bearer token."""
+    digest = redirects.check_signed_blob(call)
+    if not call.sandbox.blobs.exists(digest):
+        raise SandboxError(404, "BLOB_UNKNOWN", f"blob unknown to registry: {digest}")
+    size = call.sandbox.blobs.size(digest)
+    headers = {"Content-Type": "application/octet-stream", "ETag": f'"{digest}"'}
+    if call.method == "HEAD":
+        return web.Response(status=200, headers=headers | {"Content-Length": str(size)})
+    return BlobResponse(call.sandbox.blobs.path(digest), size, call.headers.get("Range"), headers)
 
 
 _BYTE_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -213,10 +249,40 @@ def _upload(call: Call, namespace: Namespace, repo: str) -> str:
     return upload_id
 
 
+def _upload_headers(repo: str, upload_id: str, size: int) -> dict[str, str]:
+    return API_HEADERS | {"Location": f"/v2/{repo}/blobs/uploads/{upload_id}", "Docker-Upload-UUID": upload_id,
+                          "Range": f"0-{max(size - 1, 0)}"}
+
+
 def _upload_response(status: int, repo: str, upload_id: str, size: int) -> web.Response:
-    return web.Response(status=status, headers=API_HEADERS | {
-        "Location": f"/v2/{repo}/blobs/uploads/{upload_id}", "Docker-Upload-UUID": upload_id,
-        "Range": f"0-{max(size - 1, 0)}"})
+    return web.Response(status=status, headers=_upload_headers(repo, upload_id, size))
+
+
+_CONTENT_RANGE = re.compile(r"^(\d+)-(\d+)$")
+
+
+def _check_chunk_start(call: Call, repo: str, upload_id: str) -> None:
+    """A chunk (PATCH, or the closing PUT) whose Content-Range does not start where the upload ends
+    is refused with 416 and the upload's current Range (distribution-spec, "Pushing a blob in
+    chunks": "If a chunk is uploaded out of order, the registry MUST respond with a 416")."""
+    content_range = call.headers.get("Content-Range")
+    if not content_range:
+        return
+    match = _CONTENT_RANGE.match(content_range.strip())
+    if match is None:
+        raise SandboxError(400, "BLOB_UPLOAD_INVALID",
+                           f"invalid Content-Range {content_range!r}: expected <start>-<end>, inclusive")
+    current = call.sandbox.blobs.upload_size(upload_id)
+    start = int(match.group(1))
+    if start != current:
+        raise SandboxError(416, "BLOB_UPLOAD_INVALID",
+                           f"chunk out of order: it starts at byte {start}, the upload holds {current} bytes",
+                           headers=_upload_headers(repo, upload_id, current))
+
+
+def _push_scope(repo: str) -> str:
+    # A push needs pull and push: what distribution's challenge names, and what docker asks for.
+    return auth.scope(repo, "pull,push")
 
 
 def _finish(call: Call, namespace: Namespace, repo: str, upload_id: str, digest: str) -> web.Response:
@@ -230,24 +296,48 @@ def _finish(call: Call, namespace: Namespace, repo: str, upload_id: str, digest:
 async def start_upload(call: Call) -> web.Response:
     namespace, authority = resolve(call)
     repo = _repo(call)
-    auth.require(call, authority, repository=repo, action="push")
-    _refuse_writes(authority)
     mount, source = call.query.get("mount"), call.query.get("from")
     if mount and source:
-        link = namespace.blob(check_repository(source), mount)
-        # Cross-repository mount: only when the caller's token may also pull the source.
-        if link is not None and _may_pull(call, authority, source):
-            namespace.link_blob(repo, mount, link["size"])
-            return web.Response(status=201, headers=API_HEADERS | {"Location": f"/v2/{repo}/blobs/{mount}",
-                                                                   "Docker-Content-Digest": mount})
+        mounted = _mount(call, namespace, authority, repo, check_digest(mount), check_repository(source))
+        if mounted is not None:
+            return mounted
+    else:
+        auth.require(call, authority, repository=repo, action="push", challenge=_push_scope(repo))
+        _refuse_writes(authority)
+    digest = call.query.get("digest")
+    if digest:
+        check_digest(digest)  # before the body is read
     upload_id = call.sandbox.blobs.start_upload()
     call.sandbox.store.put(_upload_key(namespace, upload_id), "oci.upload", {"repository": repo},
                            parent=namespace.key)
-    digest = call.query.get("digest")
     if digest:  # monolithic upload: POST with the whole blob
         await call.sandbox.blobs.append(upload_id, call.request.content)
         return _finish(call, namespace, repo, upload_id, digest)
     return _upload_response(202, repo, upload_id, 0)
+
+
+def _mount(call: Call, namespace: Namespace, authority: Authority, repo: str, digest: str,
+           source: str) -> web.Response | None:
+    """A cross-repository mount (201), or None where an upload session should start instead.
+
+    It needs push on the target and pull on the source, and a refusal challenges for both scopes,
+    as distribution does. A token issued for the source scope without pull on it (the token service
+    did not grant it) falls back to an upload session, as does a blob the source does not hold
+    (distribution-spec, "Mounting a blob from another repository": 202 then)."""
+    challenge = f"{_push_scope(repo)} {auth.scope(source, 'pull')}"
+    auth.require(call, authority, repository=repo, action="push", challenge=challenge)
+    _refuse_writes(authority)
+    if not _may_pull(call, authority, source):
+        if not auth.token_was_asked_for(call, authority, source):
+            raise auth.unauthorized(call, authority, f"authentication required: mounting from {source} "
+                                                     "needs pull on it", challenge)
+        return None
+    link = namespace.blob(source, digest)
+    if link is None:
+        return None
+    namespace.link_blob(repo, digest, link["size"])
+    return web.Response(status=201, headers=API_HEADERS | {"Location": f"/v2/{repo}/blobs/{digest}",
+                                                           "Docker-Content-Digest": digest})
 
 
 def _may_pull(call: Call, authority: Authority, source: str) -> bool:
@@ -261,7 +351,7 @@ def _may_pull(call: Call, authority: Authority, source: str) -> bool:
 def upload_status(call: Call) -> web.Response:
     namespace, authority = resolve(call)
     repo = _repo(call)
-    auth.require(call, authority, repository=repo, action="push")
+    auth.require(call, authority, repository=repo, action="push", challenge=_push_scope(repo))
     upload_id = _upload(call, namespace, repo)
     return _upload_response(204, repo, upload_id, call.sandbox.blobs.upload_size(upload_id))
 
@@ -269,15 +359,9 @@ def upload_status(call: Call) -> web.Response:
 async def patch_upload(call: Call) -> web.Response:
     namespace, authority = resolve(call)
     repo = _repo(call)
-    auth.require(call, authority, repository=repo, action="push")
+    auth.require(call, authority, repository=repo, action="push", challenge=_push_scope(repo))
     upload_id = _upload(call, namespace, repo)
-    current = call.sandbox.blobs.upload_size(upload_id)
-    content_range = call.headers.get("Content-Range")
-    if content_range:
-        start = int(content_range.split("-", 1)[0])
-        if start != current:
-            raise SandboxError(416, "BLOB_UPLOAD_INVALID", f"chunk starts at {start}, upload is at {current}",
-                               headers={"Range": f"0-{max(current - 1, 0)}"})
+    _check_chunk_start(call, repo, upload_id)
     size = await call.sandbox.blobs.append(upload_id, call.request.content)
     return _upload_response(202, repo, upload_id, size)
 
@@ -285,11 +369,13 @@ async def patch_upload(call: Call) -> web.Response:
 async def finish_upload(call: Call) -> web.Response:
     namespace, authority = resolve(call)
     repo = _repo(call)
-    auth.require(call, authority, repository=repo, action="push")
+    auth.require(call, authority, repository=repo, action="push", challenge=_push_scope(repo))
     upload_id = _upload(call, namespace, repo)
     digest = call.query.get("digest")
     if not digest:
         raise SandboxError(400, "DIGEST_INVALID", "digest query parameter is required")
+    check_digest(digest)
+    _check_chunk_start(call, repo, upload_id)  # the final chunk may come with the PUT
     await call.sandbox.blobs.append(upload_id, call.request.content)
     return _finish(call, namespace, repo, upload_id, digest)
 
@@ -297,7 +383,7 @@ async def finish_upload(call: Call) -> web.Response:
 def cancel_upload(call: Call) -> web.Response:
     namespace, authority = resolve(call)
     repo = _repo(call)
-    auth.require(call, authority, repository=repo, action="push")
+    auth.require(call, authority, repository=repo, action="push", challenge=_push_scope(repo))
     upload_id = _upload(call, namespace, repo)
     call.sandbox.blobs.cancel_upload(upload_id)
     call.sandbox.store.delete(_upload_key(namespace, upload_id))

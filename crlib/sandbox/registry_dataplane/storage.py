@@ -1,9 +1,11 @@
 """Content-addressed blob storage on disk, shared by every sandbox registry.
 
-A blob lives once under blobs/sha256/<2 hex>/<64 hex>, whoever pushed it; which repository may
-see it is recorded in the store (models.py). Uploads stream to a temporary file while hashing,
-so memory stays flat whatever the blob's size, and the digest is checked before the blob is
-moved into place.
+A blob lives once under blobs/<algorithm>/<2 hex>/<hex>, whoever pushed it; which repository may
+see it is recorded in the store (models.py). Digests are sha256 or sha512, as distribution v3
+accepts (OCI image-spec descriptor.md, "Registered algorithms"). Uploads stream to a temporary file
+while hashing with sha256, so memory stays flat whatever the blob's size; an upload closed with a
+sha512 digest is hashed once more from disk then. The digest is checked before the blob is moved
+into place.
 """
 
 from __future__ import annotations
@@ -16,29 +18,63 @@ from pathlib import Path
 
 from ..core.errors import SandboxError
 
-DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
+# Hex length of each supported algorithm's digest.
+ALGORITHMS = {"sha256": 64, "sha512": 128}
+CANONICAL = "sha256"
+# OCI image-spec descriptor.md, "Digests": algorithm ":" encoded.
+_DIGEST_GRAMMAR = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
 CHUNK = 1024 * 1024
 
 
+def _invalid(message: str) -> SandboxError:
+    # Distribution spec: an invalid digest or an unsupported algorithm answers 400 (DIGEST_INVALID).
+    return SandboxError(400, "DIGEST_INVALID", message)
+
+
 def check_digest(digest: str) -> str:
-    if not DIGEST.match(digest or ""):
-        raise SandboxError(400, "DIGEST_INVALID", f"provided digest did not match uploaded content: {digest!r}")
+    """The digest, if it is well formed and of a supported algorithm; else DIGEST_INVALID, saying why."""
+    if not _DIGEST_GRAMMAR.match(digest or ""):
+        raise _invalid(f"invalid digest {digest!r}: a digest is <algorithm>:<hex>, e.g. sha256:<64 hex characters>")
+    algorithm, encoded = digest.split(":", 1)
+    length = ALGORITHMS.get(algorithm)
+    if length is None:
+        raise _invalid(f"unsupported digest algorithm {algorithm!r} in {digest!r}: "
+                       f"this registry supports {' and '.join(ALGORITHMS)}")
+    if len(encoded) != length or not re.fullmatch(r"[a-f0-9]+", encoded):
+        raise _invalid(f"invalid {algorithm} digest {digest!r}: expected {length} lowercase hex characters")
     return digest
+
+
+def algorithm_of(digest: str) -> str:
+    return check_digest(digest).split(":", 1)[0]
+
+
+def digest_of(data: bytes, algorithm: str = CANONICAL) -> str:
+    return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
+
+
+def _hash_file(path: Path, algorithm: str) -> hashlib._Hash:
+    hasher = hashlib.new(algorithm)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            hasher.update(chunk)
+    return hasher
 
 
 class BlobStore:
     def __init__(self, root: Path):
         self.root = root
-        self.blobs = root / "blobs" / "sha256"
+        self.blobs = root / "blobs"
         self.uploads = root / "uploads"
-        self.blobs.mkdir(parents=True, exist_ok=True)
+        for algorithm in ALGORITHMS:
+            (self.blobs / algorithm).mkdir(parents=True, exist_ok=True)
         self.uploads.mkdir(parents=True, exist_ok=True)
-        # Running hashes of open uploads; an upload that outlives a restart is re-hashed from disk.
+        # Running sha256 of open uploads; an upload that outlives a restart is re-hashed from disk.
         self._hashers: dict[str, hashlib._Hash] = {}
 
     def path(self, digest: str) -> Path:
-        hexdigest = check_digest(digest).split(":", 1)[1]
-        return self.blobs / hexdigest[:2] / hexdigest
+        algorithm, hexdigest = check_digest(digest).split(":", 1)
+        return self.blobs / algorithm / hexdigest[:2] / hexdigest
 
     def exists(self, digest: str) -> bool:
         return self.path(digest).exists()
@@ -49,9 +85,9 @@ class BlobStore:
     def read(self, digest: str) -> bytes:
         return self.path(digest).read_bytes()
 
-    def put_bytes(self, data: bytes) -> str:
+    def put_bytes(self, data: bytes, algorithm: str = CANONICAL) -> str:
         """Store small content (manifests, seeded configs) and return its digest."""
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        digest = digest_of(data, algorithm)
         target = self.path(digest)
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -76,12 +112,14 @@ class BlobStore:
     def _hasher(self, upload_id: str) -> hashlib._Hash:
         hasher = self._hashers.get(upload_id)
         if hasher is None:
-            hasher = hashlib.sha256()
-            with open(self.uploads / upload_id, "rb") as fh:
-                while chunk := fh.read(CHUNK):
-                    hasher.update(chunk)
-            self._hashers[upload_id] = hasher
+            hasher = self._hashers[upload_id] = _hash_file(self.uploads / upload_id, CANONICAL)
         return hasher
+
+    def _upload_digest(self, upload_id: str, algorithm: str) -> str:
+        """The upload's digest: the running sha256, or another algorithm read from disk once."""
+        if algorithm == CANONICAL:
+            return f"{CANONICAL}:{self._hasher(upload_id).hexdigest()}"
+        return f"{algorithm}:{_hash_file(self.uploads / upload_id, algorithm).hexdigest()}"
 
     async def append(self, upload_id: str, stream) -> int:
         """Append a request body to an upload, hashing as it goes. Returns the new size."""
@@ -95,12 +133,12 @@ class BlobStore:
 
     def finish_upload(self, upload_id: str, digest: str) -> int:
         """Verify the digest and move the upload into place. Returns the blob's size."""
-        check_digest(digest)
-        actual = "sha256:" + self._hasher(upload_id).hexdigest()
+        actual = self._upload_digest(upload_id, algorithm_of(digest))
         source = self.uploads / upload_id
         if actual != digest:
             self.cancel_upload(upload_id)
-            raise SandboxError(400, "DIGEST_INVALID", "provided digest did not match uploaded content",
+            raise SandboxError(400, "DIGEST_INVALID", f"provided digest did not match uploaded content: "
+                                                      f"the upload's {digest.split(':', 1)[0]} digest is {actual}",
                                details={"expected": digest, "actual": actual})
         target = self.path(digest)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -121,14 +159,13 @@ class BlobStore:
 
         Safe from worker threads: each call writes its own temporary file.
         """
-        check_digest(digest)
-        hasher = hashlib.sha256()
+        hasher = hashlib.new(algorithm_of(digest))
         tmp = self.uploads / f"{uuid.uuid4()}.download"
         with open(tmp, "wb") as fh:
             for chunk in chunks:
                 hasher.update(chunk)
                 fh.write(chunk)
-        if "sha256:" + hasher.hexdigest() != digest:
+        if f"{hasher.name}:{hasher.hexdigest()}" != digest:
             tmp.unlink()
             raise SandboxError(400, "DIGEST_INVALID", f"downloaded content does not match {digest}")
         target = self.path(digest)

@@ -17,6 +17,7 @@ URLS = [
     ("GET", _NAME + "/manifests/{reference}", responses.get_manifest),
     ("PUT", _NAME + "/manifests/{reference}", responses.put_manifest),
     ("DELETE", _NAME + "/manifests/{reference}", responses.delete_manifest),
+    ("GET", _NAME + "/referrers/{digest}", responses.referrers),
     ("POST", _NAME + "/blobs/uploads", responses.start_upload),
     ("GET", _NAME + "/blobs/uploads/{uuid}", responses.upload_status),
     ("PATCH", _NAME + "/blobs/uploads/{uuid}", responses.patch_upload),
@@ -24,6 +25,8 @@ URLS = [
     ("DELETE", _NAME + "/blobs/uploads/{uuid}", responses.cancel_upload),
     ("GET", _NAME + "/blobs/{digest}", responses.get_blob),
     ("DELETE", _NAME + "/blobs/{digest}", responses.delete_blob),
+    # The data endpoint's signed blob URLs (redirects.py); the `//` is in ACR's own.
+    ("GET", "/{registry}//docker/registry/v2/blobs/{algorithm}/{prefix}/{hexdigest}/data", responses.get_signed_blob),
     ("GET", "/oauth2/token", responses.token_get),
     ("POST", "/oauth2/token", responses.token_post, False),
     ("POST", "/oauth2/exchange", responses.exchange, False),
