@@ -89,9 +89,9 @@ clean:
 
 # Benchmarks: each starts its own sandbox in a temporary directory, prints a table and a RESULT line,
 # and writes benchmarks/results/<name>.json (see benchmarks/README.md).
-.PHONY: bench bench-scheduling bench-arm bench-headless bench-datapath bench-plan bench-fleet
+.PHONY: bench bench-scheduling bench-arm bench-headless bench-datapath bench-plan bench-fleet bench-redirect
 
-bench: venv bench-scheduling bench-arm bench-headless bench-datapath bench-plan bench-fleet
+bench: venv bench-scheduling bench-arm bench-headless bench-datapath bench-plan bench-fleet bench-redirect
 
 bench-scheduling: venv
 	$(PY) benchmarks/scheduling.py
@@ -110,3 +110,6 @@ bench-plan: venv
 
 bench-fleet: venv
 	$(PY) benchmarks/fleet.py
+
+bench-redirect: venv
+	$(PY) benchmarks/redirect.py

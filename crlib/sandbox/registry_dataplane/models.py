@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..clock import iso
@@ -111,9 +112,18 @@ class Namespace:
         return self.store.delete(f"{self._repo_key(repo)}/blobs/{check_digest(digest)}")
 
     # -- manifests and tags --------------------------------------------------------------------
-    def put_manifest(self, repo: str, reference: str, body: bytes, media_type: str | None) -> dict:
-        """Check a manifest as a registry must, store it, and tag it when the reference is a tag."""
+    def put_manifest(self, repo: str, reference: str, body: bytes, media_type: str | None, *,
+                     tags: Sequence[str] = ()) -> dict:
+        """Check a manifest as a registry must, store it, and tag it when the reference is a tag (or,
+        pushed by digest, with each of `tags`, the PUT's `?tag=` parameters)."""
         check_repository(repo)
+        if tags and not is_digest(reference):
+            raise SandboxError(400, "MANIFEST_INVALID", "the tag query parameter applies only to a manifest "
+                                                        "pushed by digest")
+        for tag in tags:
+            if not TAG.match(tag):
+                raise SandboxError(400, "TAG_INVALID", f"invalid tag {tag!r}: a tag matches "
+                                                       "[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
         digest = self._manifest_digest(reference, body)
         try:
             parsed = json.loads(body)
@@ -137,8 +147,8 @@ class Namespace:
         existing = self.store.get(key)
         if existing is None:
             self.store.put(key, MANIFEST, doc, parent=self._repo_key(repo))
-        if not is_digest(reference):
-            self.tag(repo, reference, digest)
+        for tag in tags if is_digest(reference) else [reference]:
+            self.tag(repo, tag, digest)
         return existing or doc
 
     @staticmethod

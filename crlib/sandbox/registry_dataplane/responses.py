@@ -66,12 +66,21 @@ def _page(call: Call, items: list[str]) -> tuple[list[str], dict[str, str]]:
     last = call.query.get("last")
     if last:
         items = [i for i in items if i > last]
-    n = call.query.get("n")
     headers = dict(API_HEADERS)
-    if n is not None and int(n) < len(items):
-        items = items[: int(n)]
-        headers["Link"] = f'<{call.request.path}?n={n}&last={items[-1]}>; rel="next"'
+    n = _page_size(call.query.get("n"))
+    if n is not None and n < len(items):
+        items = items[:n]
+        if items:  # n=0 asks for an empty page: nothing comes next from it
+            headers["Link"] = f'<{call.request.path}?n={n}&last={items[-1]}>; rel="next"'
     return items, headers
+
+
+def _page_size(n: str | None) -> int | None:
+    if n is None:
+        return None
+    if not n.isdigit():  # distribution answers a bad `n` with PAGINATION_NUMBER_INVALID
+        raise SandboxError(400, "PAGINATION_NUMBER_INVALID", f"invalid number of results requested: {n!r}")
+    return int(n)
 
 
 def catalog(call: Call) -> web.Response:
@@ -114,9 +123,15 @@ def put_manifest(call: Call) -> web.Response:
     repo = _repo(call)
     auth.require(call, authority, repository=repo, action="push", challenge=_push_scope(repo))
     _refuse_writes(authority)
-    manifest = namespace.put_manifest(repo, call.params["reference"], call.body, call.headers.get("Content-Type"))
+    # Distribution-spec (main), "Pushing Manifests": a PUT by digest may name tags with `?tag=`; the
+    # registry tags the manifest with each and lists them in OCI-Tag.
+    tags = call.query.getall("tag", [])
+    manifest = namespace.put_manifest(repo, call.params["reference"], call.body, call.headers.get("Content-Type"),
+                                      tags=tags)
     headers = API_HEADERS | {"Location": f"/v2/{repo}/manifests/{manifest['digest']}",
                              "Docker-Content-Digest": manifest["digest"]}
+    if tags:
+        headers["OCI-Tag"] = ", ".join(tags)
     if manifest.get("subject"):
         # Distribution-spec v1.1, "Pushing Manifests with Subject": the registry processed the subject.
         headers["OCI-Subject"] = manifest["subject"]
@@ -173,7 +188,7 @@ def get_signed_blob(call: Call) -> web.StreamResponse:
     if not call.sandbox.blobs.exists(digest):
         raise SandboxError(404, "BLOB_UNKNOWN", f"blob unknown to registry: {digest}")
     size = call.sandbox.blobs.size(digest)
-    headers = {"Content-Type": "application/octet-stream", "ETag": f'"{digest}"'}
+    headers = {"Content-Type": "application/octet-stream", "ETag": f'"{digest}"', "Docker-Content-Digest": digest}
     if call.method == "HEAD":
         return web.Response(status=200, headers=headers | {"Content-Length": str(size)})
     return BlobResponse(call.sandbox.blobs.path(digest), size, call.headers.get("Range"), headers)
