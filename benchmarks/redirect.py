@@ -38,10 +38,10 @@ def digest(data: bytes) -> str:
 
 def registries(status: dict):
     """(registry with the data endpoint, registry without), each with an admin token's name and password."""
+    import requests
     from azure.identity import ClientSecretCredential
     from azure.mgmt.containerregistry import ContainerRegistryManagementClient
     from azure.mgmt.containerregistry import models as m
-    import requests
 
     credential = ClientSecretCredential(status["tenant_id"], status["client_id"], status["client_secret"],
                                         authority=status["authority"], disable_instance_discovery=True,
