@@ -34,7 +34,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from . import signing
 from .errors import ArchiveError
-from .secrets import MASK, MASKER, SecretStore
+from .secrets import MASK, MASKER, SecretStore, mask_keyed
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,7 +48,8 @@ SECRET_SHAPES = {
     "a sync token password": re.compile(rb"SyncTokenPassword=(?!\*{8})[^;\s\"']{8,}"),
     "a private key": re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
     "a bearer token": re.compile(rb"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
-    "a SAS signature": re.compile(rb"SharedAccessSignature sr=[^\s\"']*&sig=(?!\*{8})[^&\s\"']{8,}"),
+    # A SAS token's, or a signed URL's (a data endpoint's blob redirect): `sig=` anywhere.
+    "a SAS signature": re.compile(rb"(?<![A-Za-z0-9_])sig=(?!\*{8})[^&;\s\"'\\]{8,}", re.I),
 }
 
 
@@ -165,6 +166,8 @@ def scrub(text: str, secrets: Iterable[str], roots: list[tuple[str, str]]) -> tu
     for value in sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True):
         masked += text.count(value)
         text = text.replace(value, MASK)
+    text, by_key = mask_keyed(text)  # e.g. a signed blob URL's sig= inside an error message
+    masked += by_key
     for root, placeholder in roots:
         # The whole path component only: /tmp/run must not eat the start of /tmp/run2.
         text = re.sub(re.escape(root) + r"(?![\w.-])", placeholder, text)

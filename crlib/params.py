@@ -457,6 +457,13 @@ class Checks(_Model):
             raise ValueError(f"'{value}' is not repository:tag")
         return value
 
+    @model_validator(mode="after")
+    def _referrers_are_listed_remotely(self) -> Checks:
+        if self.referrers and self.mode == "on-device":
+            raise ValueError("referrers: true needs mode: remote; the on-device check script does not list "
+                             "referrers")
+        return self
+
 
 # The package's directory, and the checkout holding it when crlib runs from one (its runs/ too).
 _PACKAGE_DIR = Path(__file__).resolve().parent

@@ -54,6 +54,21 @@ class Masker:
 MASKER = Masker()
 
 
+def mask_keyed(text: str) -> tuple[str, int]:
+    """Mask secrets recognised by their key alone (a signed URL's `sig=`, a connection string's
+    SharedAccessKey=); returns the text and how many were masked."""
+    count = 0
+
+    def masked(match: re.Match[str]) -> str:
+        nonlocal count
+        if match.group(0)[len(match.group("key")):] == MASK:
+            return match.group(0)
+        count += 1
+        return match.group("key") + MASK
+
+    return _KEYED_SECRET.sub(masked, text), count
+
+
 def mask(value: str | None, name: str | None = None) -> str:
     """How a secret is shown anywhere: never any of its characters."""
     MASKER.register(value)

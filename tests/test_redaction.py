@@ -72,3 +72,17 @@ def test_an_error_quoting_a_connection_string_shows_no_key():
     key = random.token_urlsafe(30)
     error = StepFailed("hub", f"refused: HostName=h;SharedAccessKeyName=iothubowner;SharedAccessKey={key}")
     assert key not in str(error) and f"SharedAccessKey={MASK}" in str(error)
+
+
+def test_an_archived_error_quoting_a_signed_blob_url_keeps_no_signature():
+    """requests puts the whole URL in its errors; a data endpoint's redirect carries `sig=`."""
+    from crlib.archive import scan_bytes, scrub
+
+    signature = random.token_urlsafe(32)
+    error = (f"403 Client Error: Forbidden for url: https://127.0.0.1:4443/reg//docker/registry/v2/blobs/sha256/ab/"
+             f"{'ab' * 32}/data?se=2026-12-03T01%3A00%3A00Z&sp=r&spr=https&sig={signature}")
+    assert scan_bytes(error.encode(), []) == ["a SAS signature"]
+    text, masked = scrub(error, [], [])
+    assert signature not in text and masked == 1 and text.endswith(f"&sig={MASK}")
+    assert scan_bytes(text.encode(), []) == []
+    assert scrub(text, [], []) == (text, 0)  # already masked: not counted again

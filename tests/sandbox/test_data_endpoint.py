@@ -75,11 +75,14 @@ def test_a_blob_get_on_the_login_server_redirects_to_a_signed_url_on_the_data_en
     ranged = requests.get(answer.headers["Location"], headers={"Range": "bytes=0-9"}, verify=ca, timeout=30)
     assert ranged.status_code == 206 and ranged.content == data.content[:10]
 
-    # HEAD carries no content: answered on the login server.
+    # HEAD is redirected as well; the signed URL answers it with the size and digest.
     headers = bearer(split.on.login_server, ca, split.on_admin, f"repository:{repo}:pull")
     head = requests.head(f"https://{split.on.login_server}/v2/{repo}/blobs/{blob}", headers=headers, verify=ca,
                          timeout=30)
-    assert head.status_code == 200 and int(head.headers["Content-Length"]) == len(data.content)
+    assert head.status_code == 307 and urlsplit(head.headers["Location"]).netloc == location.netloc
+    followed = requests.head(head.headers["Location"], verify=ca, timeout=30)
+    assert followed.status_code == 200 and int(followed.headers["Content-Length"]) == len(data.content)
+    assert followed.headers["Docker-Content-Digest"] == blob
 
 
 def test_the_data_endpoint_redirects_its_own_blob_gets_too(split, sandbox):
@@ -119,6 +122,10 @@ def test_signed_urls_are_refused_when_tampered_with_moved_or_served_elsewhere(sp
         .status_code == 403  # the digest is signed
     # Only the data endpoint serves signed URLs: the login server does not know the path.
     assert get(split.on.login_server, url.path).status_code == 404
+    # Permissions and protocol are signed too, and a signature that is not even ASCII is refused.
+    assert get(url.netloc, url.path, sp="rw").status_code == 403
+    assert get(url.netloc, url.path, spr="http").status_code == 403
+    assert get(url.netloc, url.path, sig="\u00e9" * 44).status_code == 403
     refused = get(url.netloc, url.path, sig="")
     assert refused.status_code == 403 and refused.json()["errors"][0]["code"] == "AuthenticationFailed"
 
@@ -130,9 +137,10 @@ def test_an_expired_signed_url_is_refused(split, sandbox):
     url = urlsplit(location)
     expired = (datetime.now(UTC) - timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     key = (Path(sandbox["state_dir"]) / "blob-sas.key").read_bytes()
-    message = "\n".join([split.on.id.lower(), blob, expired]).encode()
+    message = "\n".join([split.on.id.lower(), blob, expired, "r", "https"]).encode()
     sig = base64.b64encode(hmac.new(key, message, hashlib.sha256).digest()).decode()
-    answer = requests.get(f"https://{url.netloc}{url.path}?{urlencode({'se': expired, 'sp': 'r', 'sig': sig})}",
+    query = urlencode({"se": expired, "sp": "r", "spr": "https", "sig": sig})
+    answer = requests.get(f"https://{url.netloc}{url.path}?{query}",
                           verify=ca, timeout=30)
     assert answer.status_code == 403 and "expired" in answer.json()["errors"][0]["message"]
 

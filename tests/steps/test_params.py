@@ -102,6 +102,8 @@ CROSS_FIELD = [
      lambda d: _set(d, "client_access.scope_maps", {"maps-one": {"hello-world": ["content/execute"]}})),
     ("a connected registry that is its own parent",
      lambda d: _set(d, "connected_registry.parent", d["connected_registry"]["name"])),
+    ("referrers listed by the on-device script, which cannot",
+     lambda d: _set(d, "checks", {"mode": "on-device", "referrers": True})),
     ("keyvault without a vault on Azure",
      lambda d: _set(_set(d, "secrets", {"store": "keyvault"}), "target", {"kind": "azure"})),
 ]

@@ -103,3 +103,81 @@ def test_the_checks_pull_their_push_back_through_the_data_endpoint(deployed, san
     served = [r for r in rows if r[0] == registry.data_endpoint_host_names[0] and r[2] == 200
               and r[3].endswith("/data")]
     assert len(redirected) == 2 and len(served) >= 2, rows
+
+
+def test_the_referrers_listing_follows_every_page():
+    """The sandbox answers in one page; a registry may page (distribution-spec, "Listing Referrers":
+    `Link: <...>; rel="next"`). The check reads every page, through python-dxf's own request calls."""
+    import requests
+
+    from crlib.steps.checks import _referrer_list
+
+    def page(manifests: list[str], following: str | None) -> requests.Response:
+        response = requests.Response()
+        response.status_code = 200
+        response._content = json.dumps({"manifests": [{"digest": d} for d in manifests]}).encode()
+        if following:
+            response.headers["Link"] = f'<{following}>; rel="next"'
+        return response
+
+    class PagingRegistry:
+        def __init__(self):
+            self.asked: list[str] = []
+
+        def _request(self, method, path, **kwargs):
+            self.asked.append(path)
+            return page(["sha256:a", "sha256:b"], "/v2/app/referrers/sha256:s?last=b")
+
+        def _base_request(self, method, path, **kwargs):
+            self.asked.append(path)
+            return page(["sha256:c"], None)
+
+    client = PagingRegistry()
+    assert [r["digest"] for r in _referrer_list(client, "sha256:s")] == ["sha256:a", "sha256:b", "sha256:c"]
+    assert client.asked == ["referrers/sha256:s", "/v2/app/referrers/sha256:s?last=b"]
+
+
+def sha512_of(data: bytes) -> str:
+    return "sha512:" + hashlib.sha512(data).hexdigest()
+
+
+def test_sha512_content_and_its_referrers_sync_and_pass_the_checks(deployed):
+    """The cloud takes sha512 blobs and manifests (distribution 3); a connected registry syncs them,
+    and their referrers, and crlib's checks pull them with their digests verified. python-dxf checks
+    sha256 only: both sides check sha512 themselves."""
+    ctx, _ = deployed(mode="ReadOnly")
+    # The image exists only once pushed below (the prerequisites step looks for the check image at
+    # mcr.microsoft.com), so the checks' parameters change after the deployment.
+    ctx.site = ctx.site.model_copy(update={"checks": ctx.site.checks.model_copy(
+        update={"pull_image": "hello-world:sha512", "referrers": True})})
+    layer, config = b"layer of sha512 content" * 100, json.dumps({"architecture": "amd64", "os": "linux"}).encode()
+    image = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha512_of(config),
+                   "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha512_of(layer),
+                    "size": len(layer)}],
+    }).encode()
+    envelope = b'{"payload":"e30","signature":"c2ln"}'
+    with cloud_client(ctx) as cloud:
+        for blob in (config, layer, EMPTY, envelope):
+            response = cloud._request("post", f"blobs/uploads/?digest={sha512_of(blob)}", data=blob)
+            assert response.status_code == 201
+        put = cloud._request("put", "manifests/sha512", data=image,
+                             headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+        subject = put.headers["Docker-Content-Digest"]
+        signature = json.dumps({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "artifactType": NOTARY,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": sha512_of(EMPTY), "size": 2},
+            "layers": [{"mediaType": "application/jose+json", "digest": sha512_of(envelope), "size": len(envelope)}],
+            "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": subject,
+                        "size": len(image)},
+        }).encode()
+        referrer = sha512_of(signature)
+        assert cloud._request("put", f"manifests/{referrer}", data=signature, headers={
+            "Content-Type": "application/vnd.oci.image.manifest.v1+json"}).headers["OCI-Subject"] == subject
+
+    checks = run_checks(ctx, timeout=TIMEOUT)
+    assert checks.status == Status.PASSED
+    assert checks.details["pull"]["blobs"] == 2 and checks.details["pull"]["bytes"] == len(config + layer + image)
+    assert checks.details["referrers"]["listed"] == [{"digest": referrer, "artifactType": NOTARY}]

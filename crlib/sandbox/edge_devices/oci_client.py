@@ -23,7 +23,7 @@ import requests
 from dxf import DXF, DXFBase
 from dxf import exceptions as dxf_errors
 
-from ..registry_dataplane.models import INDEX_MANIFESTS
+from ..registry_dataplane.models import INDEX_MANIFESTS, NONDISTRIBUTABLE_LAYERS
 from ..registry_dataplane.storage import BlobStore
 
 _T = TypeVar("_T")
@@ -138,18 +138,28 @@ def _pull_manifest(client: DXF, blobs: BlobStore, reference: str, *, fetch_blobs
         children = [_pull_manifest(client, blobs, m["digest"], fetch_blobs=fetch_blobs)
                     for m in parsed.get("manifests", [])]
         return PulledManifest(digest, media_type, body, [], children)
-    wanted = [parsed["config"], *parsed.get("layers", [])]
+    # Non-distributable layers come from their distributor, never from a registry (image-spec,
+    # layer.md): a registry may hold none of them, and no client asks it for one.
+    wanted = [parsed["config"], *[layer for layer in parsed.get("layers", [])
+                                  if layer.get("mediaType") not in NONDISTRIBUTABLE_LAYERS]]
     pulled = []
     for descriptor in wanted:
         blob_digest = descriptor["digest"]
         if fetch_blobs and not blobs.exists(blob_digest):
-            # dxf verifies the digest as the last chunk arrives; the store checks it again.
-            blobs.write_chunks(client.pull_blob(blob_digest, chunk_size=1024 * 1024), blob_digest)
+            blobs.write_chunks(_blob_chunks(client, blob_digest), blob_digest)  # checks the digest
         elif not fetch_blobs:
-            for _ in client.pull_blob(blob_digest, chunk_size=1024 * 1024):
+            for _ in _blob_chunks(client, blob_digest):
                 pass
         pulled.append((blob_digest, descriptor.get("size", 0)))
     return PulledManifest(digest, media_type, body, pulled, [])
+
+
+def _blob_chunks(client: DXF, digest: str):
+    """A blob's bytes, 1 MiB at a time. python-dxf's pull_blob checks sha256 digests only, so others
+    (sha512) are streamed as they come; BlobStore.write_chunks checks any algorithm."""
+    if digest.startswith("sha256:"):
+        return client.pull_blob(digest, chunk_size=1024 * 1024)
+    return client._request("get", f"blobs/{digest}", stream=True).iter_content(1024 * 1024)
 
 
 def _pull(host: str, repository: str, reference: str, credentials: Credentials, ca_bundle: str,
@@ -210,9 +220,13 @@ def _referrers(host: str, repository: str, digest: str, credentials: Credentials
     client = _client(host, repository, credentials, ca_bundle, user_agent)
 
     def listed() -> list[dict]:
-        response = client._request("get", f"referrers/{digest}",
-                                   headers={"Accept": "application/vnd.oci.image.index.v1+json"})
-        return list(response.json().get("manifests") or [])
+        accept = {"Accept": "application/vnd.oci.image.index.v1+json"}
+        response = client._request("get", f"referrers/{digest}", headers=accept)
+        manifests = list(response.json().get("manifests") or [])
+        while (following := response.links.get("next", {}).get("url")):  # a parent that pages the list
+            response = client._base_request("get", following, headers=accept)
+            manifests += response.json().get("manifests") or []
+        return manifests
 
     return _unless_missing(listed, host, [])
 

@@ -14,11 +14,12 @@ token: its signature is the authorization, and it expires.
 Here: on a registry with `dataEndpointEnabled`, `GET /v2/<name>/blobs/<digest>` on the login server,
 and on the data endpoint itself (a connected registry's parent gateway), answers 307 to
 `https://<data endpoint>/<registry>//docker/registry/v2/blobs/<algorithm>/<2 hex>/<hex>/data` with
-`se` (expiry), `sp=r`, `spr=https` and `sig`, an HMAC over the registry, the digest and the expiry
-with a key kept in the sandbox's state folder. Only the data endpoint serves that path; a wrong or
+`se` (expiry), `sp=r`, `spr=https` and `sig`, an HMAC over the registry, the digest, the expiry,
+`sp` and `spr` with a key kept in the sandbox's state folder. Only the data endpoint serves that path; a wrong or
 expired signature is refused with 403, as Azure Storage refuses a bad SAS. Without a data endpoint
 the login server serves blobs itself (ACR then redirects to its storage account, which the sandbox
-does not model). HEAD is answered where it is asked: it carries no content.
+does not model). HEAD is redirected too, as distribution's redirecting storage drivers do: no
+Microsoft document says ACR answers it in place, so the harsher choice.
 """
 
 from __future__ import annotations
@@ -53,8 +54,10 @@ def _key(sandbox: Sandbox) -> bytes:
     return path.read_bytes()
 
 
-def _signature(sandbox: Sandbox, registry_id: str, digest: str, expiry: str) -> str:
-    message = "\n".join([registry_id.lower(), digest, expiry]).encode()
+def _signature(sandbox: Sandbox, registry_id: str, digest: str, expiry: str, permissions: str, protocol: str) -> str:
+    # Like a storage SAS's string-to-sign, every signed field is in it (Microsoft Learn, "Create a
+    # service SAS"): permissions and protocol cannot be changed without breaking the signature.
+    message = "\n".join([registry_id.lower(), digest, expiry, permissions, protocol]).encode()
     return base64.b64encode(hmac.new(_key(sandbox), message, hashlib.sha256).digest()).decode()
 
 
@@ -68,7 +71,7 @@ def _registry(call: Call) -> dict | None:
 def redirect_to_data_endpoint(call: Call, digest: str) -> web.Response | None:
     """A 307 to the signed blob URL on the registry's data endpoint, or None to serve it here."""
     registry = _registry(call)
-    if call.method != "GET" or registry is None or not registry["properties"].get("dataEndpointEnabled"):
+    if registry is None or not registry["properties"].get("dataEndpointEnabled"):
         return None
     hosts = registry["properties"].get("dataEndpointHostNames") or []
     if not hosts:
@@ -78,7 +81,7 @@ def redirect_to_data_endpoint(call: Call, digest: str) -> web.Response | None:
     path = _PATH.format(registry=quote(registry["name"]), algorithm=algorithm, prefix=hexdigest[:2],
                         hexdigest=hexdigest)
     query = urlencode({"se": expiry, "sp": "r", "spr": "https",
-                       "sig": _signature(call.sandbox, registry["id"], digest, expiry)})
+                       "sig": _signature(call.sandbox, registry["id"], digest, expiry, "r", "https")})
     return web.Response(status=307, headers={"Location": f"https://{hosts[0]}{path}?{query}",
                                              "Docker-Distribution-API-Version": "registry/2.0"})
 
@@ -92,8 +95,9 @@ def check_signed_blob(call: Call) -> str:
     if call.params["prefix"] != call.params["hexdigest"][:2]:
         raise SandboxError(404, "BLOB_UNKNOWN", f"blob unknown to registry: {digest}")
     expiry, signature = call.query.get("se", ""), call.query.get("sig", "")
-    expected = _signature(call.sandbox, registry["id"], digest, expiry)
-    if not signature or not hmac.compare_digest(signature, expected):
+    expected = _signature(call.sandbox, registry["id"], digest, expiry, call.query.get("sp", ""),
+                          call.query.get("spr", ""))
+    if not signature or not hmac.compare_digest(signature.encode(), expected.encode()):
         raise SandboxError(403, "AuthenticationFailed", "Server failed to authenticate the request: the "
                                                         "signature of the signed blob URL does not match.")
     try:

@@ -7,6 +7,7 @@ depends on the port it came in on (see `resolve`).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Callable
@@ -174,11 +175,11 @@ def get_blob(call: Call) -> web.StreamResponse:
         raise SandboxError(404, "BLOB_UNKNOWN", f"blob unknown to registry: {digest}")
     headers = API_HEADERS | {"Docker-Content-Digest": digest, "Content-Type": "application/octet-stream",
                              "ETag": f'"{digest}"'}
-    if call.method == "HEAD":
-        return web.Response(status=200, headers=headers | {"Content-Length": str(link["size"])})
     redirect = redirects.redirect_to_data_endpoint(call, digest)
     if redirect is not None:
         return redirect
+    if call.method == "HEAD":
+        return web.Response(status=200, headers=headers | {"Content-Length": str(link["size"])})
     return BlobResponse(call.sandbox.blobs.path(digest), link["size"], call.headers.get("Range"), headers)
 
 
@@ -300,8 +301,9 @@ def _push_scope(repo: str) -> str:
     return auth.scope(repo, "pull,push")
 
 
-def _finish(call: Call, namespace: Namespace, repo: str, upload_id: str, digest: str) -> web.Response:
-    size = call.sandbox.blobs.finish_upload(upload_id, digest)
+async def _finish(call: Call, namespace: Namespace, repo: str, upload_id: str, digest: str) -> web.Response:
+    # Off the event loop: a digest other than the running sha256 re-reads the whole upload.
+    size = await asyncio.to_thread(call.sandbox.blobs.finish_upload, upload_id, digest)
     call.sandbox.store.delete(_upload_key(namespace, upload_id))
     namespace.link_blob(repo, digest, size)
     return web.Response(status=201, headers=API_HEADERS | {"Location": f"/v2/{repo}/blobs/{digest}",
@@ -327,7 +329,7 @@ async def start_upload(call: Call) -> web.Response:
                            parent=namespace.key)
     if digest:  # monolithic upload: POST with the whole blob
         await call.sandbox.blobs.append(upload_id, call.request.content)
-        return _finish(call, namespace, repo, upload_id, digest)
+        return await _finish(call, namespace, repo, upload_id, digest)
     return _upload_response(202, repo, upload_id, 0)
 
 
@@ -392,7 +394,7 @@ async def finish_upload(call: Call) -> web.Response:
     check_digest(digest)
     _check_chunk_start(call, repo, upload_id)  # the final chunk may come with the PUT
     await call.sandbox.blobs.append(upload_id, call.request.content)
-    return _finish(call, namespace, repo, upload_id, digest)
+    return await _finish(call, namespace, repo, upload_id, digest)
 
 
 def cancel_upload(call: Call) -> web.Response:
