@@ -100,7 +100,8 @@ def test_checks_pass_with_their_evidence_in_words_in_the_record_and_notebook_06(
     assert re.fullmatch(r"sha256:[0-9a-f]{64}", pull["digest"])
     assert pushed == (f"pushed hello-world:{push['tag']} through the connected registry at "
                       f"{result['details']['endpoint']}; seen in the cloud registry at {push['seen_in_cloud_at']} "
-                      f"with the same digest {push['digest']}")
+                      f"with the same digest {push['digest']}; pulled back from there: {push['pulled_back_blobs']} "
+                      f"blobs, {push['pulled_back_bytes']} bytes, checked")
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", push["seen_in_cloud_at"])
     shown = outputs_text(run_dir / "notebooks" / "06-checks.ipynb")
     assert json.dumps(pulled)[1:-1] in shown and json.dumps(pushed)[1:-1] in shown  # the details table, one row each
