@@ -1,15 +1,36 @@
-"""Fixtures for the device stories: each test module gets a sandbox of its own with the device
-clock at 60x, a cloud (resource group, Premium registry with its data endpoint, IoT hub) with the
-quickstart's images imported, and a token the edge agent pulls module images with."""
+"""Fixtures of the sandbox tests. For the registry tests: `acr`, a Microsoft.ContainerRegistry client
+on the session sandbox, and `registry`, a Premium registry with an admin token, one per module. For
+the device stories: each test module gets a sandbox of its own with the device clock at 60x, a cloud
+(resource group, Premium registry with its data endpoint, IoT hub) with the quickstart's images
+imported, and a token the edge agent pulls module images with."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
+from azure.mgmt.containerregistry import ContainerRegistryManagementClient
 from edge_story import MODULE_IMAGES, make_cloud
+from test_containerregistry import create_registry, new_group
+from test_registry_data import new_token
 
 from crlib.sandbox import control
 
 CLOCK_SPEED = 60
+
+
+@pytest.fixture(scope="module")
+def acr(credential, sandbox) -> ContainerRegistryManagementClient:
+    return ContainerRegistryManagementClient(credential, sandbox["subscription_id"], base_url=sandbox["arm_endpoint"],
+                                             connection_verify=sandbox["ca_bundle"])
+
+
+@pytest.fixture(scope="module")
+def registry(acr, arm) -> SimpleNamespace:
+    """A Premium registry and an admin token for it."""
+    group = new_group(arm)
+    reg = create_registry(acr, group)
+    return SimpleNamespace(group=group, registry=reg, host=reg.login_server, admin=new_token(acr, group, reg))
 
 
 @pytest.fixture(scope="module")

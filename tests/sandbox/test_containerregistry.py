@@ -14,7 +14,6 @@ import pytest
 import requests
 import spec_replay
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-from azure.mgmt.containerregistry import ContainerRegistryManagementClient
 from azure.mgmt.containerregistry import models as m
 
 from crlib.sandbox import control
@@ -57,12 +56,6 @@ def listening(host: str, ca_bundle: str) -> bool:
     except requests.ConnectionError:
         return False
     return True
-
-
-@pytest.fixture(scope="module")
-def acr(credential, sandbox) -> ContainerRegistryManagementClient:
-    return ContainerRegistryManagementClient(credential, sandbox["subscription_id"], base_url=sandbox["arm_endpoint"],
-                                             connection_verify=sandbox["ca_bundle"])
 
 
 def new_group(arm) -> str:

@@ -17,11 +17,11 @@ import pytest
 import requests
 from requestlog import log_from_now
 from test_containerregistry import create_registry, new_group, unique
-from test_registry_data import acr, digest_of, dxf_client, new_token, pulled, push_image  # noqa: F401
+from test_registry_data import digest_of, dxf_client, new_token, pulled, push_image
 
 
 @pytest.fixture(scope="module")
-def split(acr, arm) -> SimpleNamespace:  # noqa: F811
+def split(acr, arm) -> SimpleNamespace:
     """A Premium registry with its data endpoint on, one without, an admin token for each, and an
     image pushed to both."""
     group = new_group(arm)

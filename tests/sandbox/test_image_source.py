@@ -13,7 +13,6 @@ from types import SimpleNamespace
 import pytest
 import requests
 from azure.core.exceptions import HttpResponseError
-from azure.mgmt.containerregistry import ContainerRegistryManagementClient
 from azure.mgmt.containerregistry import models as m
 from dxf.exceptions import DXFUnauthorizedError
 from test_containerregistry import create_registry, new_group
@@ -25,12 +24,6 @@ from crlib.sandbox.image_source.images import DOCKER_HUB, IMAGES, MCR, build
 MCR_TAGS = [(i.repository, tag) for i in IMAGES if i.registry == MCR for tag in i.tags]
 QUICKSTART = {("acr/connected-registry", "0.8.0"), ("azureiotedge-agent", "1.2.4"), ("azureiotedge-hub", "1.2.4"),
               ("azureiotedge-api-proxy", "1.1.2"), ("azureiotedge-diagnostics", "1.2.4")}
-
-
-@pytest.fixture(scope="module")
-def acr(credential, sandbox) -> ContainerRegistryManagementClient:
-    return ContainerRegistryManagementClient(credential, sandbox["subscription_id"], base_url=sandbox["arm_endpoint"],
-                                             connection_verify=sandbox["ca_bundle"])
 
 
 @pytest.fixture(scope="module")

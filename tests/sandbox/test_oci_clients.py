@@ -21,7 +21,7 @@ import oras.provider
 import pytest
 from requestlog import log_from_now
 from test_containerregistry import create_registry, new_group, unique
-from test_registry_data import acr, digest_of, dxf_client, new_token, pulled, push_image, registry_session  # noqa: F401
+from test_registry_data import digest_of, dxf_client, new_token, pulled, push_image, registry_session
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -32,7 +32,7 @@ FILE_TYPE = "application/vnd.crlib.test.file"
 
 
 @pytest.fixture(scope="module")
-def registries(acr, arm) -> SimpleNamespace:  # noqa: F811
+def registries(acr, arm) -> SimpleNamespace:
     """Two Premium registries, one with its dedicated data endpoint on ("split"), with an admin token
     each (shaped as test_registry_data's `registry`: host and admin)."""
     group = new_group(arm)
@@ -273,7 +273,7 @@ def test_skopeo_pulls_through_the_data_endpoint_redirect(registries, sandbox, ho
     assert_blobs_came_from_the_data_endpoint(log(), split, repo, blobs)
 
 
-def test_python_dxf_pulls_an_image_through_the_data_endpoint_redirect_with_a_pull_token(acr, registries,  # noqa: F811
+def test_python_dxf_pulls_an_image_through_the_data_endpoint_redirect_with_a_pull_token(acr, registries,
                                                                                          sandbox):
     split, ca = registries.split, sandbox["ca_bundle"]
     repo = unique("dxf/split")

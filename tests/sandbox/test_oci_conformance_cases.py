@@ -31,7 +31,6 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 import requests
-from azure.mgmt.containerregistry import ContainerRegistryManagementClient
 from test_containerregistry import create_registry, new_group, unique
 from test_registry_data import new_token
 
@@ -579,19 +578,6 @@ def contains(listed: list[dict], goal: dict) -> bool:
 
 
 # -- fixtures ----------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def acr(credential, sandbox) -> ContainerRegistryManagementClient:
-    return ContainerRegistryManagementClient(credential, sandbox["subscription_id"], base_url=sandbox["arm_endpoint"],
-                                             connection_verify=sandbox["ca_bundle"])
-
-
-@pytest.fixture(scope="module")
-def registry(acr, arm) -> SimpleNamespace:
-    group = new_group(arm)
-    reg = create_registry(acr, group)
-    return SimpleNamespace(group=group, registry=reg, host=reg.login_server, admin=new_token(acr, group, reg))
-
-
 @pytest.fixture(scope="module")
 def run(registry, sandbox) -> Run:
     """OCI_REPO1/OCI_REPO2 of one conformance run, with its client (and auth cache)."""

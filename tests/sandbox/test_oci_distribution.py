@@ -17,8 +17,7 @@ from types import SimpleNamespace
 import jwt
 import pytest
 import requests
-from azure.mgmt.containerregistry import ContainerRegistryManagementClient
-from test_containerregistry import create_registry, new_group, unique
+from test_containerregistry import unique
 from test_registry_data import dxf_client, new_token
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -38,19 +37,6 @@ def digest_of(data: bytes, algorithm: str = "sha256") -> str:
 
 def descriptor(media_type: str, data: bytes, algorithm: str = "sha256") -> dict:
     return {"mediaType": media_type, "digest": digest_of(data, algorithm), "size": len(data)}
-
-
-@pytest.fixture(scope="module")
-def acr(credential, sandbox) -> ContainerRegistryManagementClient:
-    return ContainerRegistryManagementClient(credential, sandbox["subscription_id"], base_url=sandbox["arm_endpoint"],
-                                             connection_verify=sandbox["ca_bundle"])
-
-
-@pytest.fixture(scope="module")
-def registry(acr, arm) -> SimpleNamespace:
-    group = new_group(arm)
-    reg = create_registry(acr, group)
-    return SimpleNamespace(group=group, registry=reg, host=reg.login_server, admin=new_token(acr, group, reg))
 
 
 def plain_session(sandbox) -> requests.Session:

@@ -20,11 +20,10 @@ from types import SimpleNamespace
 
 import pytest
 import requests
-from azure.mgmt.containerregistry import ContainerRegistryManagementClient
 from azure.mgmt.containerregistry import models as m
 from dxf import DXF, DXFBase
 from dxf.exceptions import DXFUnauthorizedError
-from test_containerregistry import create_registry, new_group, unique
+from test_containerregistry import unique
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MiB = 1024 * 1024
@@ -32,12 +31,6 @@ MiB = 1024 * 1024
 
 def digest_of(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-@pytest.fixture(scope="module")
-def acr(credential, sandbox) -> ContainerRegistryManagementClient:
-    return ContainerRegistryManagementClient(credential, sandbox["subscription_id"], base_url=sandbox["arm_endpoint"],
-                                             connection_verify=sandbox["ca_bundle"])
 
 
 def new_token(acr, group: str, registry, actions: list[str] | None = None) -> SimpleNamespace:
@@ -51,14 +44,6 @@ def new_token(acr, group: str, registry, actions: list[str] | None = None) -> Si
     result = acr.registries.begin_generate_credentials(group, registry.name, m.GenerateCredentialsParameters(
         token_id=token.id, name="password1")).result()
     return SimpleNamespace(id=token.id, name=token.name, password=result.passwords[0].value)
-
-
-@pytest.fixture(scope="module")
-def registry(acr, arm) -> SimpleNamespace:
-    """A Premium registry and an admin token for it."""
-    group = new_group(arm)
-    reg = create_registry(acr, group)
-    return SimpleNamespace(group=group, registry=reg, host=reg.login_server, admin=new_token(acr, group, reg))
 
 
 def dxf_client(host: str, repo: str | None, ca_bundle: str, username: str | None = None,
