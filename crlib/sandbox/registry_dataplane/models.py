@@ -70,6 +70,12 @@ def check_repository(name: str) -> str:
     return name
 
 
+def check_tag(tag: str) -> str:
+    if not TAG.match(tag):
+        raise SandboxError(400, "TAG_INVALID", f"invalid tag {tag!r}: a tag matches [a-zA-Z0-9_][a-zA-Z0-9._-]{{0,127}}")
+    return tag
+
+
 def is_digest(reference: str) -> bool:
     """A reference is a digest or a tag; tags never hold a colon (distribution-spec, "Pulling manifests")."""
     return ":" in reference
@@ -121,9 +127,7 @@ class Namespace:
             raise SandboxError(400, "MANIFEST_INVALID", "the tag query parameter applies only to a manifest "
                                                         "pushed by digest")
         for tag in tags:
-            if not TAG.match(tag):
-                raise SandboxError(400, "TAG_INVALID", f"invalid tag {tag!r}: a tag matches "
-                                                       "[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
+            check_tag(tag)
         digest = self._manifest_digest(reference, body)
         try:
             parsed = json.loads(body)
@@ -155,9 +159,7 @@ class Namespace:
     def _manifest_digest(reference: str, body: bytes) -> str:
         """The manifest's digest, in the algorithm of a digest reference (sha256 for a tag)."""
         if not is_digest(reference):
-            if not TAG.match(reference):
-                raise SandboxError(400, "TAG_INVALID", f"invalid tag {reference!r}: a tag matches "
-                                                       "[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
+            check_tag(reference)
             return digest_of(body, CANONICAL)
         digest = digest_of(body, algorithm_of(reference))
         if digest != reference:
