@@ -182,9 +182,9 @@ def test_ctrl_c_during_a_run_is_one_line_with_the_resume_hint(sandbox, tmp_path)
     path = write(tmp_path, site_data(sandbox))
     runs = tmp_path / "runs"
     # Its own process group, as a terminal's Ctrl-C reaches crlib and the kernels it started.
-    # SIGINT at its default, as a shell in a terminal starts a command: a child inherits an ignored
-    # SIGINT (an earlier test in this process may have left it so), and Python then never raises
-    # KeyboardInterrupt.
+    # SIGINT at its default, as a shell in a terminal starts a command: a suite started in the
+    # background by a non-interactive shell (`nohup … &`, some CI runners) has SIGINT ignored, a child
+    # inherits an ignored SIGINT, and Python then never raises KeyboardInterrupt.
     proc = subprocess.Popen([*CRLIB, "run", str(path), "--runs-dir", str(runs), "--no-progress"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
