@@ -4,6 +4,7 @@ reached over HTTPS on 127.0.0.1 with its own CA, and clients built the way users
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,30 @@ import requests
 from requestlog import log_from_now
 
 from crlib.sandbox import control
+
+# pytest-socket blocks a connection to anything but loopback by raising inside connect(), and the Azure
+# SDKs swallow that (a managed identity probe of 169.254.169.254 just counts as "unavailable"): only a
+# warning would say a test addressed a non-loopback IP. A test that tries is failed here instead.
+_BLOCKED_CONNECT = "A test tried to use socket"
+
+
+def _no_blocked_connect(item):
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            result = yield
+    finally:
+        for w in caught:  # handed on, so that pytest's warnings summary still lists every one
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    blocked = next((w for w in caught if _BLOCKED_CONNECT in str(w.message)), None)
+    if blocked is not None:
+        pytest.fail(f"{item.nodeid} addressed a host other than loopback: {blocked.message}", pytrace=False)
+    return result
+
+
+pytest_runtest_setup = pytest.hookimpl(wrapper=True)(_no_blocked_connect)
+pytest_runtest_call = pytest.hookimpl(wrapper=True)(_no_blocked_connect)
+pytest_runtest_teardown = pytest.hookimpl(wrapper=True)(_no_blocked_connect)
 
 
 @pytest.fixture(scope="session")

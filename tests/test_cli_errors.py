@@ -143,6 +143,10 @@ def azure_site(sandbox: dict, tmp_path: Path) -> Path:
 def test_azure_target_without_credentials(sandbox, tmp_path, monkeypatch, capsys):
     for name in [n for n in os.environ if n.startswith(("AZURE_", "IDENTITY_", "MSI_", "IMDS_"))]:
         monkeypatch.delenv(name)
+    # A developer's machine: azure-identity's AZURE_TOKEN_CREDENTIALS=dev leaves managed identity out of
+    # DefaultAzureCredential, so nothing probes IMDS at 169.254.169.254 (no test addresses a non-loopback IP).
+    monkeypatch.setenv("AZURE_TOKEN_CREDENTIALS", "dev")
+    (tmp_path / "home").mkdir()
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no az CLI login, no shared token cache
     monkeypatch.setenv("PATH", os.defpath)
     path = azure_site(sandbox, tmp_path)
