@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 import pytest
-from conftest import site_data
+from testkit import site_data
 
 from crlib import params
 from crlib.errors import ParameterError

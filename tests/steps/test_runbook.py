@@ -67,7 +67,7 @@ def test_plan_on_an_empty_sandbox_lists_every_change_and_writes_nothing(sandbox,
 def test_nested_pair(sandbox, make_context, tmp_path):
     """A ReadWrite parent, then a ReadOnly child on a device nested under the parent's device:
     the child syncs through the parent's device endpoint and serves the synced image."""
-    from conftest import site_data
+    from testkit import site_data
 
     from crlib import params
 
